@@ -1,0 +1,260 @@
+"""The codec SDK: the contract between the proxy core and one application protocol.
+
+A codec is sans-I/O (no sockets, no asyncio, no clocks). The proxy core owns the
+connections and calls the codec with bytes; the codec returns parsed messages, each described
+by a :class:`Metadata`, and turns metadata back into bytes. The contract mirrors Aeraki's
+MetaProtocol codec interface (reference ``meta-protocol-proxy.md`` §16–§18) in Python idiom:
+
+* ``decode(data)`` is fed bytes incrementally and returns every message that became complete;
+  it keeps partial state itself, so it is correct when fed one byte at a time and when many
+  messages arrive in one read. Invalid bytes raise :class:`~aeraki.errors.CodecError` only.
+* ``encode(metadata, mutation)`` returns the bytes to send for a decoded message, applying the
+  mutation; an unchanged message is returned byte-exact (``metadata.origin``) without copying.
+* ``on_error(metadata, error)`` returns a complete protocol-level error reply for the request
+  described by ``metadata`` so that a client sees an error, never a timeout.
+* ``heartbeat_reply(metadata)`` answers a heartbeat at the proxy (protocols that have them).
+
+One codec instance serves one side of one connection: :attr:`Side.REQUEST` decodes what a
+client sends (and renders local replies for it), :attr:`Side.RESPONSE` decodes what a server
+answers.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from aeraki.errors import CodecError
+
+__all__ = [
+    "Capabilities",
+    "Codec",
+    "CodecError",
+    "ErrorType",
+    "LocalError",
+    "MessageType",
+    "Metadata",
+    "Mutation",
+    "ResponseStatus",
+    "Side",
+]
+
+#: Key/value pairs a filter or route asks the codec to write into an outgoing message
+#: (Dubbo attachments, THeader headers, …). Later writes win for the same key (§18).
+Mutation = dict[str, str]
+
+
+class Side(enum.Enum):
+    """Which direction a codec instance decodes."""
+
+    REQUEST = "request"  # downstream: decodes requests, renders local replies
+    RESPONSE = "response"  # upstream: decodes responses
+
+
+class MessageType(enum.IntEnum):
+    """Kinds of messages (reference §8; values are MetaProtocol's)."""
+
+    REQUEST = 0
+    RESPONSE = 1
+    ONEWAY = 2
+    STREAM_INIT = 3
+    STREAM_DATA = 4
+    STREAM_CLOSE_ONE_WAY = 5
+    STREAM_CLOSE_TWO_WAY = 6
+    HEARTBEAT = 7
+    ERROR = 8
+
+
+class ResponseStatus(enum.IntEnum):
+    """Outcome of a response as the protocol states it."""
+
+    OK = 0
+    ERROR = 1
+
+
+class ErrorType(enum.IntEnum):
+    """Why the proxy answers a request itself (reference §14, plus TIMEOUT)."""
+
+    ROUTE_NOT_FOUND = 0
+    CLUSTER_NOT_FOUND = 1
+    NO_HEALTHY_UPSTREAM = 2
+    BAD_RESPONSE = 3
+    UNSPECIFIED = 4
+    OVER_LIMIT = 5
+    TIMEOUT = 6
+
+
+@dataclass(frozen=True, slots=True)
+class LocalError:
+    """A local reply the proxy asks a codec to render: the error kind and readable text."""
+
+    type: ErrorType
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    """What a protocol can do; the proxy core reads these instead of branching on names.
+
+    Attributes:
+        request_ids: responses carry the id of their request, so responses may arrive out of
+            order and several requests may share one upstream connection.
+        heartbeats: the protocol has heartbeat messages the proxy answers itself.
+        response_mutation: ``encode`` can write a mutation into a response.
+    """
+
+    request_ids: bool = True
+    heartbeats: bool = False
+    response_mutation: bool = False
+
+
+class Metadata:
+    """Everything the proxy knows about one decoded message.
+
+    Routable string properties (``put_string``/``get_string``) have case-insensitive keys and
+    drive routing, hash policies, rate limits and access logs. Opaque values (``put``/``get``)
+    are private to the codec (e.g. the byte offset of Dubbo attachments) and are not routable.
+
+    ``origin`` holds the exact bytes of the message as received; ``encode`` forwards them
+    untouched when nothing changes.
+    """
+
+    __slots__ = (
+        "body_size",
+        "header_size",
+        "message_type",
+        "operation_name",
+        "origin",
+        "request_id",
+        "response_status",
+        "stream_id",
+        "strings",
+        "values",
+    )
+
+    def __init__(
+        self,
+        message_type: MessageType = MessageType.REQUEST,
+        *,
+        request_id: int = 0,
+        origin: bytes = b"",
+    ) -> None:
+        self.message_type = message_type
+        self.response_status = ResponseStatus.OK
+        self.request_id = request_id
+        self.stream_id = 0
+        self.header_size = 0
+        self.body_size = 0
+        self.operation_name = ""
+        self.origin = origin
+        #: routable properties, keys lower-cased; read directly by compiled matchers.
+        self.strings: dict[str, str] = {}
+        #: opaque codec-private values.
+        self.values: dict[str, Any] = {}
+
+    # -- routable string properties ------------------------------------------------------
+    def put_string(self, key: str, value: str) -> None:
+        """Set a routable property (key case-insensitive; replaces any earlier value)."""
+        self.strings[key.lower()] = value
+
+    def get_string(self, key: str, default: str = "") -> str:
+        """The routable property ``key`` (case-insensitive), or ``default`` if absent."""
+        return self.strings.get(key.lower(), default)
+
+    def has_string(self, key: str) -> bool:
+        """Whether the routable property ``key`` is present."""
+        return key.lower() in self.strings
+
+    def remove_string(self, key: str) -> None:
+        """Remove a routable property if present."""
+        self.strings.pop(key.lower(), None)
+
+    def iter_strings(self) -> Iterator[tuple[str, str]]:
+        """Routable properties in key order (stable for logs and tracing)."""
+        return iter(sorted(self.strings.items()))
+
+    # -- opaque values ----------------------------------------------------------------------
+    def put(self, key: str, value: Any) -> None:
+        """Store a codec-private value (not routable)."""
+        self.values[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A codec-private value, or ``default``."""
+        return self.values.get(key, default)
+
+    # -- sizes ------------------------------------------------------------------------------
+    @property
+    def message_size(self) -> int:
+        """Header plus body size in bytes, or the origin length when the codec set neither."""
+        size = self.header_size + self.body_size
+        return size if size else len(self.origin)
+
+    @property
+    def is_request_like(self) -> bool:
+        """Whether this message goes upstream through the filter chain and router."""
+        return self.message_type in _ROUTED_TYPES
+
+    def clone(self) -> Metadata:
+        """An independent copy (used for mirroring): properties copied, origin shared."""
+        twin = Metadata(self.message_type, request_id=self.request_id, origin=self.origin)
+        twin.response_status = self.response_status
+        twin.stream_id = self.stream_id
+        twin.header_size = self.header_size
+        twin.body_size = self.body_size
+        twin.operation_name = self.operation_name
+        twin.strings = dict(self.strings)
+        twin.values = dict(self.values)
+        return twin
+
+    def __repr__(self) -> str:
+        return (
+            f"<Metadata {self.message_type.name} id={self.request_id} "
+            f"size={self.message_size} strings={self.strings!r}>"
+        )
+
+
+_ROUTED_TYPES = frozenset({MessageType.REQUEST, MessageType.ONEWAY, MessageType.STREAM_INIT})
+
+
+class Codec(ABC):
+    """Base class of every codec; subclass it and name the class in config.
+
+    Subclasses set :attr:`name` (the config name, e.g. ``aeraki.meta_protocol.codec.thrift``)
+    and :attr:`capabilities`, and implement ``decode``, ``encode`` and ``on_error``.
+    A new instance is made for each connection side, so instances may keep parse state.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+
+    @abstractmethod
+    def decode(self, data: bytes) -> list[Metadata]:
+        """Feed bytes; return every message that became complete, in order.
+
+        Raises:
+            CodecError: the bytes do not follow the protocol. The instance is unusable after.
+        """
+
+    @abstractmethod
+    def encode(self, metadata: Metadata, mutation: Mutation) -> bytes:
+        """The bytes to send for a decoded message, with ``mutation`` applied.
+
+        Returns ``metadata.origin`` itself when nothing changes.
+
+        Raises:
+            CodecError: the message cannot be encoded.
+        """
+
+    @abstractmethod
+    def on_error(self, metadata: Metadata, error: LocalError) -> bytes:
+        """A complete error reply, in the protocol's own format, for the request ``metadata``."""
+
+    def heartbeat_reply(self, metadata: Metadata) -> bytes:
+        """The reply the proxy sends for a heartbeat ``metadata`` (protocols with heartbeats)."""
+        raise CodecError(f"{self.name or type(self).__name__} has no heartbeats")

@@ -1,0 +1,1 @@
+"""The MetaProtocol proxy: listeners, connection manager, filters, router and upstreams."""

@@ -1,0 +1,215 @@
+"""The proxy's runtime configuration: plain frozen values, built once from protos.
+
+Protobuf messages (bootstrap, xDS resources) become these objects at one boundary
+(:mod:`aeraki.proxy.bootstrap`); the rest of the proxy never touches protos. Every object is
+immutable, so a new configuration is swapped in atomically and in-flight requests keep the
+one they started with.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AdminConfig",
+    "ClusterConfig",
+    "DiscoveryType",
+    "EndpointConfig",
+    "FilterConfig",
+    "HeaderMatch",
+    "LbPolicy",
+    "ListenerConfig",
+    "MatchKind",
+    "MetaProtocolConfig",
+    "MirrorPolicy",
+    "ProxyConfig",
+    "RouteConfig",
+    "RouteTableConfig",
+    "SocketAddress",
+    "WeightedCluster",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SocketAddress:
+    """A TCP address; ``host`` is an IP literal or (STRICT_DNS) a name."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class MatchKind(enum.Enum):
+    """The specifier of an Envoy HeaderMatcher (or of its StringMatcher)."""
+
+    EXACT = "exact"
+    PREFIX = "prefix"
+    SUFFIX = "suffix"
+    CONTAINS = "contains"
+    REGEX = "regex"  # RE2 full match (Python ``re.fullmatch`` on the compiled pattern)
+    PRESENT = "present"
+    RANGE = "range"  # integer in [start, end)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeaderMatch:
+    """One metadata matcher with Envoy HeaderMatcher semantics (reference §20.1).
+
+    ``present`` is the value of ``present_match`` (only for ``PRESENT``); ``value`` is the
+    expected string (or regex pattern); ``range_start``/``range_end`` for ``RANGE``.
+    """
+
+    name: str
+    kind: MatchKind
+    value: str = ""
+    present: bool = True
+    range_start: int = 0
+    range_end: int = 0
+    ignore_case: bool = False
+    invert: bool = False
+    treat_missing_as_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedCluster:
+    """One entry of ``weighted_clusters``."""
+
+    name: str
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPolicy:
+    """Mirror a fraction ``numerator/denominator`` of matching requests to ``cluster``."""
+
+    cluster: str
+    numerator: int = 100
+    denominator: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteConfig:
+    """One route: matchers (AND), a destination, and per-route actions."""
+
+    name: str = ""
+    match: tuple[HeaderMatch, ...] = ()
+    cluster: str = ""
+    weighted_clusters: tuple[WeightedCluster, ...] = ()
+    hash_policy: tuple[str, ...] = ()
+    mirror_policies: tuple[MirrorPolicy, ...] = ()
+    request_mutation: tuple[tuple[str, str], ...] = ()
+    response_mutation: tuple[tuple[str, str], ...] = ()
+    #: seconds; ``None`` waits as long as the upstream takes (Aeraki's behaviour).
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteTableConfig:
+    """A MetaProtocol RouteConfiguration: routes in order, first match wins."""
+
+    name: str = ""
+    routes: tuple[RouteConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterConfig:
+    """A ``meta_protocol_filters`` entry: the filter name and its unpacked config message."""
+
+    name: str
+    config: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetaProtocolConfig:
+    """The ``MetaProtocolProxy`` network filter of one listener.
+
+    ``route_table`` is set for a static ``route_config``; ``rds_name`` for ``rds`` (routes
+    then arrive over xDS; until they do, every request gets RouteNotFound).
+    """
+
+    stat_prefix: str
+    application_protocol: str
+    codec: str
+    multiplexing: bool = False
+    route_table: RouteTableConfig | None = None
+    rds_name: str = ""
+    filters: tuple[FilterConfig, ...] = ()
+    idle_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    """A listener: where to accept, and the MetaProtocol filter that handles connections."""
+
+    name: str
+    address: SocketAddress
+    proxy: MetaProtocolConfig
+
+
+class DiscoveryType(enum.Enum):
+    """How a cluster's endpoints are found."""
+
+    STATIC = "STATIC"
+    STRICT_DNS = "STRICT_DNS"
+    EDS = "EDS"
+
+
+class LbPolicy(enum.Enum):
+    """Load-balancing policies (Envoy names)."""
+
+    ROUND_ROBIN = "ROUND_ROBIN"
+    LEAST_REQUEST = "LEAST_REQUEST"
+    RANDOM = "RANDOM"
+    RING_HASH = "RING_HASH"
+    MAGLEV = "MAGLEV"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointConfig:
+    """One endpoint of a cluster; ``metadata`` is ``filter_metadata`` as plain dicts."""
+
+    address: SocketAddress
+    weight: int = 1
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """An upstream cluster."""
+
+    name: str
+    discovery: DiscoveryType = DiscoveryType.STATIC
+    lb_policy: LbPolicy = LbPolicy.ROUND_ROBIN
+    connect_timeout: float = 5.0
+    endpoints: tuple[EndpointConfig, ...] = ()
+    #: RING_HASH ring bounds (Envoy defaults) and MAGLEV table size (a prime).
+    ring_min_size: int = 1024
+    ring_max_size: int = 8 * 1024 * 1024
+    maglev_table_size: int = 65537
+    #: LEAST_REQUEST: how many random hosts are compared (power of two choices).
+    choice_count: int = 2
+    #: STRICT_DNS re-resolution period in seconds.
+    dns_refresh_rate: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminConfig:
+    """The admin HTTP endpoint."""
+
+    address: SocketAddress
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyConfig:
+    """Everything the proxy runs with."""
+
+    listeners: tuple[ListenerConfig, ...] = ()
+    clusters: tuple[ClusterConfig, ...] = ()
+    admin: AdminConfig | None = None
+    node_id: str = ""
+    node_cluster: str = ""

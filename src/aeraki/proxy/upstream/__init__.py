@@ -1,0 +1,1 @@
+"""Upstream side of the proxy: clusters, hosts, load balancers and connection pools."""
