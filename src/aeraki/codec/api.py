@@ -104,11 +104,15 @@ class Capabilities:
             order and several requests may share one upstream connection.
         heartbeats: the protocol has heartbeat messages the proxy answers itself.
         response_mutation: ``encode`` can write a mutation into a response.
+        rewrites_request_id: ``encode`` honours its ``request_id`` argument, so the proxy can
+            give requests of many clients unique ids on one shared upstream connection
+            (clients such as thriftpy2 send sequence id 0 on every call).
     """
 
     request_ids: bool = True
     heartbeats: bool = False
     response_mutation: bool = False
+    rewrites_request_id: bool = False
 
 
 class Metadata:
@@ -242,8 +246,16 @@ class Codec(ABC):
         """
 
     @abstractmethod
-    def encode(self, metadata: Metadata, mutation: Mutation) -> bytes:
+    def encode(
+        self, metadata: Metadata, mutation: Mutation, *, request_id: int | None = None
+    ) -> bytes:
         """The bytes to send for a decoded message, with ``mutation`` applied.
+
+        Args:
+            metadata: a message this codec class decoded (request or response).
+            mutation: key/values to write into the message (may be empty).
+            request_id: when not ``None``, write this id instead of the message's own
+                (only codecs whose capabilities say ``rewrites_request_id``).
 
         Returns ``metadata.origin`` itself when nothing changes.
 

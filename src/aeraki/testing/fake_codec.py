@@ -64,7 +64,7 @@ class FakeCodec(Codec):
 
     name: ClassVar[str] = "aeraki.meta_protocol.codec.fake"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        request_ids=True, heartbeats=True, response_mutation=True
+        request_ids=True, heartbeats=True, response_mutation=True, rewrites_request_id=True
     )
 
     def __init__(self, side: Side) -> None:
@@ -112,7 +112,14 @@ class FakeCodec(Codec):
         md.operation_name = headers.get("method", "")
         return md
 
-    def encode(self, metadata: Metadata, mutation: Mutation) -> bytes:
+    def encode(
+        self, metadata: Metadata, mutation: Mutation, *, request_id: int | None = None
+    ) -> bytes:
+        if request_id is not None and request_id != metadata.request_id:
+            origin = metadata.origin
+            patched = origin[:6] + struct.pack(">Q", request_id) + origin[14:]
+            if not mutation:
+                return patched
         if not mutation:
             return metadata.origin
         headers = dict(metadata.get("headers") or {})
@@ -120,7 +127,7 @@ class FakeCodec(Codec):
         payload = metadata.origin[metadata.get("payload_offset", len(metadata.origin)) :]
         return build_frame(
             metadata.message_type,
-            metadata.request_id,
+            metadata.request_id if request_id is None else request_id,
             headers,
             payload,
             status=metadata.response_status,
