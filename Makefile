@@ -1,0 +1,51 @@
+# Aeraki in Python — developer entry points. `make test` works on a fresh Debian 12 machine:
+# it installs what is missing (scripts/setup.sh, idempotent via stamps in .tools/) and runs
+# lint, format check, type check and the whole pytest suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+RUFF   := $(VENV)/bin/ruff
+MYPY   := $(VENV)/bin/mypy
+PYTEST := $(PY) -m pytest
+
+.PHONY: setup lint format typecheck unit integration test demo bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+lint: setup
+	$(RUFF) check src tests
+	$(RUFF) format --check src tests
+
+format: setup
+	$(RUFF) check --fix src tests
+	$(RUFF) format src tests
+
+typecheck: setup
+	$(MYPY)
+
+unit: setup
+	$(PYTEST) -q -m "not integration"
+
+integration: setup
+	$(PYTEST) -q -m integration
+
+test: setup
+	$(RUFF) check src tests
+	$(RUFF) format --check src tests
+	$(MYPY)
+	$(PYTEST) -q
+
+demo: setup
+	@if [ -x scripts/demo.sh ] || [ -f scripts/demo.sh ]; then bash scripts/demo.sh; \
+	else echo "scripts/demo.sh not written yet"; exit 1; fi
+
+bench: setup
+	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
+	else echo "scripts/bench.sh not written yet"; exit 1; fi
+
+clean:
+	rm -rf .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	find . -path ./.venv -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
