@@ -61,7 +61,9 @@ ENVOY_MODULES: tuple[str, ...] = (
 
 #: meta_protocol_filters name -> full name of its config message.
 FILTER_CONFIG_TYPES: dict[str, str] = {
-    "aeraki.meta_protocol.filters.router": "aeraki.meta_protocol_proxy.filters.router.v1alpha.Router",
+    "aeraki.meta_protocol.filters.router": (
+        "aeraki.meta_protocol_proxy.filters.router.v1alpha.Router"
+    ),
     "aeraki.meta_protocol.filters.local_ratelimit": (
         "aeraki.meta_protocol_proxy.filters.local_ratelimit.v1alpha.LocalRateLimit"
     ),
