@@ -1,0 +1,1 @@
+"""MetaProtocol filters: the framework (:mod:`.api`) and the built-in filters."""

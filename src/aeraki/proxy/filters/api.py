@@ -1,0 +1,96 @@
+"""The filter framework: decoder filters see requests, encoder filters see responses.
+
+A filter is built once per listener from its config and called for every message, so a
+stateless filter costs nothing per request but the call. It returns a
+:class:`FilterStatus`: ``CONTINUE`` passes the message on; ``STOP`` means the filter has
+answered the request itself (e.g. ``request.local_reply(...)``) or dropped the response.
+The router is the terminal step of the decoder chain and is always present (reference §21,
+§22.1); the chain order for encoder filters is the configured order, as in Aeraki.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aeraki.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aeraki.codec.api import Metadata, Mutation
+    from aeraki.proxy.listener import ListenerRuntime
+    from aeraki.proxy.request import ActiveRequest
+
+__all__ = [
+    "ROUTER_FILTER",
+    "DecoderFilter",
+    "EncoderFilter",
+    "FilterFactory",
+    "FilterStatus",
+    "build_filters",
+    "register_filter",
+]
+
+#: The terminal router filter's config name (reference §22.1).
+ROUTER_FILTER = "aeraki.meta_protocol.filters.router"
+
+
+class FilterStatus(enum.Enum):
+    """What a filter decided about a message."""
+
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+class DecoderFilter(Protocol):
+    """Sees each request before the router."""
+
+    def on_request(self, request: ActiveRequest) -> FilterStatus:
+        """Inspect or change ``request.metadata``/``request.mutation``; maybe answer it."""
+
+
+class EncoderFilter(Protocol):
+    """Sees each response before it is written downstream."""
+
+    def on_response(
+        self, request: ActiveRequest, response: Metadata, mutation: Mutation
+    ) -> FilterStatus:
+        """Inspect the response; add to ``mutation`` to change it."""
+
+
+#: Builds a filter from its (unpacked) config message for one listener. The result may be a
+#: decoder filter, an encoder filter, or both.
+FilterFactory = Callable[[Any, "ListenerRuntime"], object]
+
+_factories: dict[str, FilterFactory | None] = {ROUTER_FILTER: None}
+
+
+def register_filter(name: str, factory: FilterFactory) -> None:
+    """Make filter ``name`` available to configs; duplicate names fail loudly."""
+    if name in _factories:
+        raise ConfigError("meta_protocol_filters", f"filter {name!r} is already registered")
+    _factories[name] = factory
+
+
+def build_filters(
+    entries: tuple[tuple[str, Any], ...], listener: ListenerRuntime
+) -> tuple[list[DecoderFilter], list[EncoderFilter]]:
+    """Instantiate the configured filters, split into decoder and encoder chains.
+
+    Raises:
+        ConfigError: a filter name is unknown.
+    """
+    decoders: list[DecoderFilter] = []
+    encoders: list[EncoderFilter] = []
+    for index, (name, config) in enumerate(entries):
+        if name not in _factories:
+            raise ConfigError(f"meta_protocol_filters[{index}].name", f"unknown filter {name!r}")
+        factory = _factories[name]
+        if factory is None:
+            continue  # the router: always the terminal step
+        built = factory(config, listener)
+        if hasattr(built, "on_request"):
+            decoders.append(built)  # type: ignore[arg-type]
+        if hasattr(built, "on_response"):
+            encoders.append(built)  # type: ignore[arg-type]
+    return decoders, encoders

@@ -1,0 +1,331 @@
+"""One request on its way through the proxy: filters, route, upstream, response.
+
+The router logic of reference §20.2 lives here (the router is the terminal step of the
+decoder chain). Every outcome ends in exactly one of: the upstream response written
+downstream, a local reply in the protocol's own format, or — for one-way requests —
+nothing; a request never hangs (per-route timeout, upstream failures answered, §13).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from aeraki.codec.api import ErrorType, LocalError, MessageType, Metadata, Mutation
+from aeraki.proxy.filters.api import FilterStatus
+from aeraki.proxy.upstream.pool import HostPool, PoolOverflow
+
+if TYPE_CHECKING:
+    from aeraki.proxy.connection import DownstreamConnection
+    from aeraki.proxy.routing import Route
+    from aeraki.proxy.upstream.connection import UpstreamConnection
+
+__all__ = ["ActiveRequest"]
+
+log = logging.getLogger(__name__)
+_getrandbits = random.getrandbits
+
+#: A mirrored copy whose upstream never answers gives its connection up after this long.
+MIRROR_TIMEOUT = 10.0
+
+
+class ActiveRequest:
+    """A decoded request from the moment it is decoded until it is answered."""
+
+    __slots__ = (
+        "downstream",
+        "in_flight",
+        "is_done",
+        "is_oneway",
+        "metadata",
+        "mutation",
+        "pool",
+        "route",
+        "timer",
+        "upstream",
+        "upstream_id",
+    )
+
+    def __init__(self, downstream: DownstreamConnection, metadata: Metadata) -> None:
+        self.downstream = downstream
+        self.metadata = metadata
+        self.mutation: Mutation = {}
+        self.route: Route | None = None
+        self.pool: HostPool | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.upstream_id: int | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.is_done = False
+        #: counted in the pool's and host's in-flight gauges (undone exactly once).
+        self.in_flight = False
+        self.is_oneway = metadata.message_type is MessageType.ONEWAY
+
+    # -- decoder chain and router (§20.2) -------------------------------------------------
+    def start(self) -> None:
+        """Run the decoder filters, then route and send upstream."""
+        listener = self.downstream.listener
+        for decoder in listener.decoder_filters:
+            if decoder.on_request(self) is FilterStatus.STOP or self.is_done:
+                return
+        md = self.metadata
+        table = listener.route_table
+        route = table.match(md) if table is not None else None
+        if route is None:
+            listener.stats.route_not_found += 1
+            self.local_reply(
+                ErrorType.ROUTE_NOT_FOUND,
+                f"meta protocol router: no matched route for request '{md.request_id}'",
+            )
+            return
+        self.route = route
+        rand = _getrandbits(64)
+        cluster_name = route.cluster_for(rand)
+        cluster = listener.clusters.get(cluster_name)
+        if cluster is None:
+            self.local_reply(
+                ErrorType.CLUSTER_NOT_FOUND,
+                f"meta protocol router: unknown cluster '{cluster_name}'",
+            )
+            return
+        host = cluster.lb.choose(route.hash_key(md))
+        if host is None:
+            self.local_reply(
+                ErrorType.NO_HEALTHY_UPSTREAM,
+                f"meta protocol router: no healthy upstream for '{cluster_name}'",
+            )
+            return
+        if route.request_mutation:
+            self.mutation.update(route.request_mutation)
+        if route.mirror_policies:
+            for mirror_cluster in route.mirror_clusters(rand):
+                _Mirror.launch(self, mirror_cluster)
+        if route.timeout is not None and not self.is_oneway:
+            self.timer = asyncio.get_running_loop().call_later(route.timeout, self._on_timeout)
+        pool = cluster.pool_for(host, listener.codec_cls, multiplexed=listener.multiplexed)
+        self.pool = pool
+        try:
+            if listener.multiplexed:
+                connection = pool.acquire_shared(self, listener.shared_key(self.downstream))
+            else:
+                connection = pool.acquire(self)
+        except PoolOverflow:
+            self.local_reply(
+                ErrorType.UNSPECIFIED, "meta protocol upstream request: too many connections"
+            )
+            return
+        if connection is not None:
+            self.on_pool_ready(connection)
+
+    # -- upstream -----------------------------------------------------------------------
+    def on_pool_ready(self, connection: UpstreamConnection) -> None:
+        """Encode and write the request on ``connection`` (PoolWaiter)."""
+        pool = self.pool
+        assert pool is not None
+        if self.is_done:  # abandoned while waiting
+            if not connection.is_multiplexed:
+                pool.release(connection)
+            return
+        md = self.metadata
+        listener = self.downstream.listener
+        wire_id: int | None = None
+        if connection.is_multiplexed and listener.rewrites_ids and not self.is_oneway:
+            wire_id = connection.next_request_id()
+        elif connection.is_multiplexed and md.request_id in connection.inflight:
+            self.local_reply(
+                ErrorType.UNSPECIFIED,
+                f"meta protocol router: request id {md.request_id} is already in flight",
+            )
+            return
+        mutation = self.mutation
+        if mutation or wire_id is not None:
+            data = self.downstream.codec.encode(md, mutation, request_id=wire_id)
+        else:
+            data = md.origin
+        self.upstream = connection
+        self.upstream_id = md.request_id if wire_id is None else wire_id
+        pool.stats.upstream_rq_total += 1
+        if self.is_oneway:
+            connection.send(self, data, None)
+            listener.stats.request_oneway += 1
+            self._finish()
+            if not connection.is_multiplexed:
+                pool.release(connection)
+            return
+        pool.stats.upstream_rq_active += 1
+        pool.host.active_requests += 1
+        self.in_flight = True
+        connection.send(self, data, self.upstream_id)
+
+    def on_pool_failure(self, error_type: ErrorType, message: str) -> None:
+        """No upstream connection could be had (PoolWaiter)."""
+        if not self.is_done:
+            self._fail(error_type, message)
+
+    def on_upstream_response(self, response: Metadata, connection: UpstreamConnection) -> None:
+        """The upstream answered (UpstreamRequest)."""
+        pool = self.pool
+        assert pool is not None
+        self._leave_flight()
+        if self.is_done:
+            if not connection.is_multiplexed:
+                pool.release(connection)
+            return
+        listener = self.downstream.listener
+        md = self.metadata
+        if (
+            not connection.is_multiplexed
+            and listener.codec_cls.capabilities.request_ids
+            and response.request_id != md.request_id
+        ):
+            # Checked before forwarding, unlike the reference (§33.11).
+            connection.close()
+            listener.stats.response_decoding_error += 1
+            self.local_reply(
+                ErrorType.BAD_RESPONSE,
+                f"meta protocol {listener.application_protocol} response: request ID is not "
+                f"equal, {md.request_id}:{response.request_id}",
+            )
+            return
+        if not connection.is_multiplexed:
+            pool.release(connection)
+        self.downstream.send_response(self, response, connection)
+
+    def on_upstream_failure(self, error_type: ErrorType, message: str) -> None:
+        """The upstream connection failed before the response (UpstreamRequest)."""
+        self._leave_flight()
+        if not self.is_done:
+            if error_type is ErrorType.BAD_RESPONSE:
+                self.downstream.listener.stats.response_decoding_error += 1
+            self._fail(error_type, message)
+
+    # -- endings ------------------------------------------------------------------------
+    def _on_timeout(self) -> None:
+        self.timer = None
+        if self.is_done:
+            return
+        listener = self.downstream.listener
+        listener.stats.request_timeout += 1
+        if self.pool is not None:
+            self.pool.stats.upstream_rq_timeout += 1
+        route = self.route
+        timeout = route.timeout if route is not None else None
+        self.abandon_upstream()
+        self.local_reply(
+            ErrorType.TIMEOUT, f"meta protocol router: request timed out after {timeout}s"
+        )
+
+    def _fail(self, error_type: ErrorType, message: str) -> None:
+        if self.is_oneway:
+            self._finish()
+        else:
+            self.local_reply(error_type, message)
+
+    def local_reply(self, error_type: ErrorType, message: str) -> None:
+        """Answer the client with an error in its protocol and end the request."""
+        if self.is_done:
+            return
+        self._finish()
+        if not self.is_oneway:
+            self.downstream.send_local_reply(self.metadata, LocalError(error_type, message))
+
+    def _leave_flight(self) -> None:
+        if self.in_flight:
+            self.in_flight = False
+            pool = self.pool
+            assert pool is not None
+            pool.stats.upstream_rq_active -= 1
+            pool.host.active_requests -= 1
+
+    def abandon_upstream(self) -> None:
+        """Give up on the upstream side: stop waiting for a connection or a response."""
+        if self.upstream is not None:
+            self._leave_flight()
+            self.upstream.abandon(self, self.upstream_id)
+        elif self.pool is not None:
+            self.pool.cancel(self)
+
+    def abandon(self) -> None:
+        """The client is gone: release everything without answering."""
+        if self.is_done:
+            return
+        self.abandon_upstream()
+        self._finish()
+
+    def complete(self) -> None:
+        """The response has been written downstream."""
+        self._finish()
+
+    def _finish(self) -> None:
+        self.is_done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.downstream.on_request_done(self)
+
+
+class _Mirror:
+    """A fire-and-forget copy of a request to a mirror cluster (§20.4).
+
+    Its response is read and dropped; failures are silent; the client's reply never
+    depends on it. It uses exclusive connections so a slow mirror never blocks others.
+    """
+
+    __slots__ = ("data", "expects_reply", "pool", "timer", "upstream")
+
+    @classmethod
+    def launch(cls, request: ActiveRequest, cluster_name: str) -> None:
+        listener = request.downstream.listener
+        cluster = listener.clusters.get(cluster_name)
+        host = cluster.lb.choose(None) if cluster is not None else None
+        if cluster is None or host is None:
+            return
+        mutation = request.mutation
+        md = request.metadata
+        data = request.downstream.codec.encode(md, mutation) if mutation else md.origin
+        pool = cluster.pool_for(host, listener.codec_cls, multiplexed=False)
+        mirror = cls(pool, data, expects_reply=not request.is_oneway)
+        listener.stats.mirror_sent += 1
+        try:
+            connection = pool.acquire(mirror)
+        except PoolOverflow:
+            return
+        if connection is not None:
+            mirror.on_pool_ready(connection)
+
+    def __init__(self, pool: HostPool, data: bytes, *, expects_reply: bool) -> None:
+        self.pool = pool
+        self.data = data
+        self.expects_reply = expects_reply
+        self.upstream: UpstreamConnection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def on_pool_ready(self, connection: UpstreamConnection) -> None:
+        if not self.expects_reply:
+            connection.send(self, self.data, None)
+            self.pool.release(connection)
+            return
+        self.upstream = connection
+        connection.send(self, self.data, 0)
+        self.timer = asyncio.get_running_loop().call_later(MIRROR_TIMEOUT, self._give_up)
+
+    def on_pool_failure(self, error_type: ErrorType, message: str) -> None:
+        log.debug("mirror to %s failed: %s", self.pool.host.key, message)
+
+    def on_upstream_response(self, response: Metadata, connection: UpstreamConnection) -> None:
+        self._stop_timer()
+        self.pool.release(connection)
+
+    def on_upstream_failure(self, error_type: ErrorType, message: str) -> None:
+        self._stop_timer()
+
+    def _give_up(self) -> None:
+        self.timer = None
+        if self.upstream is not None:
+            self.upstream.abandon(self, None)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

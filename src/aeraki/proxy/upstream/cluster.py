@@ -1,0 +1,147 @@
+"""Clusters: named sets of hosts with a load balancer and per-host connection pools.
+
+STRICT_DNS clusters resolve their endpoint names in the background and swap the host set
+when the answer changes; requests never wait for DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterable, Sequence
+
+from aeraki.codec.api import Codec
+from aeraki.proxy.config import ClusterConfig, DiscoveryType, EndpointConfig, SocketAddress
+from aeraki.proxy.stats import ClusterStats
+from aeraki.proxy.upstream.host import Host
+from aeraki.proxy.upstream.lb import LoadBalancer, create_load_balancer
+from aeraki.proxy.upstream.pool import HostPool
+
+__all__ = ["Cluster", "ClusterManager"]
+
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    """One upstream cluster."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.stats = ClusterStats()
+        self.hosts: list[Host] = []
+        self.lb: LoadBalancer = create_load_balancer(config, [])
+        self._pools: dict[tuple[type[Codec], bool, str], HostPool] = {}
+        self._dns_task: asyncio.Task[None] | None = None
+        if config.discovery is DiscoveryType.STATIC:
+            self.set_hosts(_hosts_of(config.endpoints))
+
+    def set_hosts(self, hosts: Sequence[Host]) -> None:
+        """Replace the host set; pools of hosts that left are closed."""
+        kept = {host.key: host for host in self.hosts}
+        merged = [kept.get(host.key, host) for host in hosts]
+        self.hosts = merged
+        self.lb = create_load_balancer(self.config, merged)
+        live = {host.key for host in merged}
+        for key, pool in list(self._pools.items()):
+            if key[2] not in live:
+                pool.close()
+                del self._pools[key]
+
+    def pool_for(self, host: Host, codec_cls: type[Codec], *, multiplexed: bool) -> HostPool:
+        """The pool of ``host`` for one codec and mode (created on first use)."""
+        key = (codec_cls, multiplexed, host.key)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = HostPool(
+                host,
+                codec_cls,
+                self.stats,
+                multiplexed=multiplexed,
+                connect_timeout=self.config.connect_timeout,
+            )
+            self._pools[key] = pool
+        return pool
+
+    @property
+    def pools(self) -> list[HostPool]:
+        """Every pool of this cluster (for the admin page)."""
+        return list(self._pools.values())
+
+    def start(self) -> None:
+        """Begin background work (DNS resolution for STRICT_DNS clusters)."""
+        if self.config.discovery is DiscoveryType.STRICT_DNS and self._dns_task is None:
+            self._dns_task = asyncio.get_running_loop().create_task(self._resolve_forever())
+
+    async def resolve_once(self) -> None:
+        """Resolve every endpoint name now and apply the result."""
+        loop = asyncio.get_running_loop()
+        hosts: list[Host] = []
+        for endpoint in self.config.endpoints:
+            address = endpoint.address
+            try:
+                infos = await loop.getaddrinfo(
+                    address.host, address.port, type=socket.SOCK_STREAM
+                )
+            except OSError as exc:
+                log.warning("cluster %s: cannot resolve %s: %s", self.name, address.host, exc)
+                continue
+            seen: set[str] = set()
+            for info in infos:
+                ip = str(info[4][0])
+                if ip not in seen:
+                    seen.add(ip)
+                    hosts.append(
+                        Host(SocketAddress(ip, address.port), weight=endpoint.weight,
+                             metadata=endpoint.metadata)
+                    )
+        if [h.key for h in hosts] != [h.key for h in self.hosts]:
+            self.set_hosts(hosts)
+
+    async def _resolve_forever(self) -> None:
+        while True:
+            await self.resolve_once()
+            await asyncio.sleep(self.config.dns_refresh_rate)
+
+    def close(self) -> None:
+        """Stop background work and close every upstream connection."""
+        if self._dns_task is not None:
+            self._dns_task.cancel()
+            self._dns_task = None
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.name} hosts={len(self.hosts)} pools={len(self._pools)}>"
+
+
+def _hosts_of(endpoints: Iterable[EndpointConfig]) -> list[Host]:
+    return [Host(e.address, weight=e.weight, metadata=e.metadata) for e in endpoints]
+
+
+class ClusterManager:
+    """Clusters by name; the router asks it for the cluster a route names."""
+
+    def __init__(self, configs: Iterable[ClusterConfig] = ()) -> None:
+        self.clusters: dict[str, Cluster] = {}
+        for config in configs:
+            self.clusters[config.name] = Cluster(config)
+
+    def get(self, name: str) -> Cluster | None:
+        """The cluster called ``name``, or ``None``."""
+        return self.clusters.get(name)
+
+    async def start(self) -> None:
+        """Resolve STRICT_DNS clusters once (so the first requests find hosts), then keep
+        them fresh in the background."""
+        dns = [c for c in self.clusters.values() if c.config.discovery is DiscoveryType.STRICT_DNS]
+        await asyncio.gather(*(cluster.resolve_once() for cluster in dns))
+        for cluster in self.clusters.values():
+            cluster.start()
+
+    def close(self) -> None:
+        """Close every cluster."""
+        for cluster in self.clusters.values():
+            cluster.close()
