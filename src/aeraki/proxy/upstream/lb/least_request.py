@@ -37,16 +37,16 @@ class LeastRequestLoadBalancer(BaseLoadBalancer):
         n = len(targets)
         if not n:
             return None
-        pick = self._rng.randrange
-        best = targets[pick(n)]
+        rand = self._rng.random  # int(random() * n) < n for n < 2**53; faster than randrange
+        best = targets[int(rand() * n)]
         if self._equal_weights:
             for _ in range(self._config.choice_count - 1):
-                candidate = targets[pick(n)]
+                candidate = targets[int(rand() * n)]
                 if candidate.active_requests < best.active_requests:
                     best = candidate
             return best
         for _ in range(self._config.choice_count - 1):
-            candidate = targets[pick(n)]
+            candidate = targets[int(rand() * n)]
             if candidate.weight * (best.active_requests + 1) > best.weight * (
                 candidate.active_requests + 1
             ):

@@ -91,5 +91,5 @@ class MaglevLoadBalancer(BaseLoadBalancer):
         if not size:
             return None
         if hash_key is None:
-            return self._table[self._rng.randrange(size)]
+            return self._table[int(self._rng.random() * size)]
         return self._table[hash_key % size]
