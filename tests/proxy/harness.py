@@ -14,6 +14,7 @@ The upstream reacts to an ``action`` header of each request:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from aeraki.codec.api import MessageType, Metadata, ResponseStatus, Side
@@ -148,8 +149,13 @@ class FakeClient:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
         return self
 
-    def send(self, request_id: int, headers: dict[str, str] | None = None,
-             message_type: MessageType = MessageType.REQUEST, payload: bytes = b"") -> None:
+    def send(
+        self,
+        request_id: int,
+        headers: dict[str, str] | None = None,
+        message_type: MessageType = MessageType.REQUEST,
+        payload: bytes = b"",
+    ) -> None:
         assert self.writer is not None
         self.writer.write(build_frame(message_type, request_id, headers or {}, payload))
 
@@ -179,10 +185,8 @@ class FakeClient:
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-            try:
+            with contextlib.suppress(ConnectionError):
                 await self.writer.wait_closed()
-            except ConnectionError:
-                pass
 
 
 def exact(name: str, value: str, *, invert: bool = False) -> HeaderMatch:
@@ -213,8 +217,9 @@ def route(
     )
 
 
-def cluster(name: str, *ports: int, lb: LbPolicy = LbPolicy.ROUND_ROBIN,
-            connect_timeout: float = 1.0) -> ClusterConfig:
+def cluster(
+    name: str, *ports: int, lb: LbPolicy = LbPolicy.ROUND_ROBIN, connect_timeout: float = 1.0
+) -> ClusterConfig:
     return ClusterConfig(
         name=name,
         lb_policy=lb,

@@ -8,6 +8,7 @@ keeps the data plane free of a web framework.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -100,10 +101,8 @@ class AdminServer:
             "Connection: close\r\n\r\n".encode()
             + payload
         )
-        try:
+        with contextlib.suppress(ConnectionError):
             await writer.drain()
-        except ConnectionError:
-            pass
         writer.close()
 
     def _dispatch(self, head: bytes) -> tuple[int, str, str]:
@@ -124,5 +123,10 @@ class AdminServer:
             self.server.close()
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}

@@ -63,8 +63,9 @@ class DownstreamConnection(asyncio.Protocol):
             messages = self.codec.decode(data)
         except CodecError as exc:
             listener.stats.request_decoding_error += 1
-            log.warning("listener %s: closing connection from %s: %s",
-                        listener.name, self.peer, exc)
+            log.warning(
+                "listener %s: closing connection from %s: %s", listener.name, self.peer, exc
+            )
             self._close_now(local=True)
             return
         stats = listener.stats
@@ -77,8 +78,12 @@ class DownstreamConnection(asyncio.Protocol):
                 stats.request_event += 1
                 self.write(self.codec.heartbeat_reply(md))
             else:
-                log.debug("listener %s: %s from client %s dropped",
-                          listener.name, message_type.name, self.peer)
+                log.debug(
+                    "listener %s: %s from client %s dropped",
+                    listener.name,
+                    message_type.name,
+                    self.peer,
+                )
 
     def _start_request(self, md: Metadata) -> None:
         md.strings["x-meta-protocol-application-protocol"] = self.listener.application_protocol

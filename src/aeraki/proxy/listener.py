@@ -80,13 +80,13 @@ class ListenerRuntime:
         if not self.connections:
             self._drained.set()
 
-    async def drain(self, timeout: float) -> bool:
-        """Let every connection finish its requests, then close it; ``False`` if the
-        timeout passed first (remaining connections are then closed at once)."""
+    async def drain(self, grace: float) -> bool:
+        """Let every connection finish its requests, then close it; ``False`` if
+        ``grace`` seconds passed first (remaining connections are then closed at once)."""
         for connection in list(self.connections):
             connection.close_when_idle()
         try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
+            await asyncio.wait_for(self._drained.wait(), grace)
             return True
         except TimeoutError:
             for connection in list(self.connections):

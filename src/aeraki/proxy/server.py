@@ -90,8 +90,11 @@ class ProxyServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
-        log.info("proxy ready: %d listener(s), %d cluster(s)",
-                 len(self.listeners), len(self.clusters.clusters))
+        log.info(
+            "proxy ready: %d listener(s), %d cluster(s)",
+            len(self.listeners),
+            len(self.clusters.clusters),
+        )
         await stop.wait()
         log.info("signal received: draining for up to %.1fs", self.drain_timeout)
         clean = await self.shutdown()

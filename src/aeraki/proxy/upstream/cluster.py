@@ -81,9 +81,7 @@ class Cluster:
         for endpoint in self.config.endpoints:
             address = endpoint.address
             try:
-                infos = await loop.getaddrinfo(
-                    address.host, address.port, type=socket.SOCK_STREAM
-                )
+                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
             except OSError as exc:
                 log.warning("cluster %s: cannot resolve %s: %s", self.name, address.host, exc)
                 continue
@@ -93,8 +91,11 @@ class Cluster:
                 if ip not in seen:
                     seen.add(ip)
                     hosts.append(
-                        Host(SocketAddress(ip, address.port), weight=endpoint.weight,
-                             metadata=endpoint.metadata)
+                        Host(
+                            SocketAddress(ip, address.port),
+                            weight=endpoint.weight,
+                            metadata=endpoint.metadata,
+                        )
                     )
         if [h.key for h in hosts] != [h.key for h in self.hosts]:
             self.set_hosts(hosts)

@@ -122,8 +122,11 @@ class UpstreamConnection(asyncio.Protocol):
         if self.is_multiplexed:
             request = self.inflight.pop(response.request_id, None)
             if request is None:
-                log.debug("upstream %s: response for unknown id %d dropped",
-                          self.host.key, response.request_id)
+                log.debug(
+                    "upstream %s: response for unknown id %d dropped",
+                    self.host.key,
+                    response.request_id,
+                )
                 return
             request.on_upstream_response(response, self)
             return

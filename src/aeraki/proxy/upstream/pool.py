@@ -38,7 +38,7 @@ class PoolWaiter(Protocol):
         """No connection could be had."""
 
 
-class PoolOverflow(Exception):  # noqa: N818 - a signal, caught right where acquire is called
+class PoolOverflow(Exception):
     """The host's connection limit is reached; the request is refused at once."""
 
 
