@@ -135,12 +135,64 @@ def parse_message(
         json_format.ParseDict(dict(data), out, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         rel, msg = _translate(exc)
+        if not _AT_RE.search(str(exc).split("\n", 1)[0]):
+            rel = _locate(data, cls) or rel
         problems.add(join(path, rel) if rel else path, msg)
         return None
     except (TypeError, ValueError, AttributeError) as exc:  # odd YAML values (dates, …)
         problems.add(path, f"invalid value: {exc}")
         return None
     return out
+
+
+def _fails(data: Any, cls: type[message.Message]) -> bool:
+    try:
+        json_format.ParseDict(data, cls(), ignore_unknown_fields=False)
+    except (json_format.ParseError, TypeError, ValueError, AttributeError):
+        return True
+    return False
+
+
+def _locate(data: Any, cls: type[message.Message]) -> str:
+    """The path (with list indices) of the first value in ``data`` that ``cls`` rejects.
+
+    Used when protobuf's message has only the chain of field names: re-parse children one at
+    a time, descending into the first that fails.
+    """
+    desc = cls.DESCRIPTOR
+    if desc.full_name == "google.protobuf.Any" and isinstance(data, Mapping):
+        type_name = str(data.get("@type", "")).rsplit("/", 1)[-1]
+        try:
+            inner_desc: Any = desc.file.pool.FindMessageTypeByName(type_name)
+        except KeyError:
+            return "@type"
+        inner = message_factory.GetMessageClass(inner_desc)
+        if inner.DESCRIPTOR.file.name.startswith("google/protobuf/"):
+            return ""
+        return _locate({k: v for k, v in data.items() if k != "@type"}, inner)
+    if not isinstance(data, Mapping):
+        return ""
+    by_name = {f.name: f for f in desc.fields} | {f.json_name: f for f in desc.fields}
+    for key, value in data.items():
+        field = by_name.get(key)
+        if field is None or not _fails({key: value}, cls):
+            continue
+        child: Any = field.message_type
+        if field.type != descriptor.FieldDescriptor.TYPE_MESSAGE or child is None:
+            return str(key)
+        if child.GetOptions().map_entry or (
+            child.file.name.startswith("google/protobuf/")
+            and child.full_name != "google.protobuf.Any"
+        ):
+            return str(key)
+        child_cls = message_factory.GetMessageClass(child)
+        if field.is_repeated and isinstance(value, list):
+            for i, item in enumerate(value):
+                if _fails(item, child_cls):
+                    return join(f"{key}[{i}]", _locate(item, child_cls))
+            return str(key)
+        return join(str(key), _locate(value, child_cls))
+    return ""
 
 
 def message_class_of(desc: descriptor.Descriptor) -> type[message.Message]:
