@@ -161,3 +161,32 @@ def test_one_mebibyte_message_in_64k_reads(transport: str, protocol: str) -> Non
     assert out[0].origin == sample
     assert out[0].body_size > 1 << 20
     assert codec.encode(out[0], {}) is out[0].origin
+
+
+def _many_fields(count: int) -> wire.Writer:
+    def write(proto: Any) -> None:
+        proto.writeStructBegin("args")
+        for index in range(count):
+            proto.writeFieldBegin("f", TType.I32, index % 30000 + 1)
+            proto.writeI32(index)
+            proto.writeFieldEnd()
+        proto.writeFieldStop()
+        proto.writeStructEnd()
+
+    return write
+
+
+@pytest.mark.parametrize("protocol", wire.PROTOCOLS)
+def test_unframed_scan_resumes_instead_of_rescanning(protocol: str) -> None:
+    sample = wire.apache_message(
+        "unframed", protocol, "many", TMessageType.CALL, 1, _many_fields(50_000)
+    )
+    codec = ThriftCodec(Side.REQUEST)
+    assert codec.decode(sample[: len(sample) // 2]) == []
+    resume = codec._resume
+    assert resume > len(sample) // 2 - 16  # scanning stopped at the last complete field
+    out = []
+    for offset in range(len(sample) // 2, len(sample), 4096):
+        out += codec.decode(sample[offset : offset + 4096])
+    assert [md.origin for md in out] == [sample]
+    assert codec._resume == 0

@@ -125,6 +125,9 @@ class ThriftCodec(Codec):
         self._protocol: Protocol | None = None
         #: bytes (from the pending message's start) needed before decoding is worth retrying.
         self._need = 0
+        #: unframed: offset (from the message start) of the first top-level field not yet
+        #: scanned completely; scanning resumes there (0: not started).
+        self._resume = 0
 
     # -- decode ---------------------------------------------------------------------------
     def decode(self, data: bytes) -> list[Metadata]:
@@ -192,18 +195,23 @@ class ThriftCodec(Codec):
 
     def _decode_unframed(self, buf: Buf, pos: int, out: list[Metadata]) -> int:
         limit = pos + MAX_UNFRAMED_SIZE
+        mark: list[int] = []
         try:
             if len(buf) - pos < 2:
                 raise NeedMore(pos + 2)
             protocol = self._check_protocol(buf, pos, None)
             begin = parse_message_begin(buf, pos, protocol, len(buf))
-            end = skip_struct(buf, begin.body, protocol, limit)
+            mark = [pos + self._resume if self._resume else begin.body]
+            end = skip_struct(buf, mark[0], protocol, mark)
         except NeedMore as more:
             if more.need > limit:
                 message = f"thrift: unframed message exceeds {MAX_UNFRAMED_SIZE} bytes"
                 raise CodecError(message) from None
             self._need = more.need - pos
+            if mark:
+                self._resume = mark[0] - pos
             return -1
+        self._resume = 0
         begin.seqid_pos -= pos
         begin.seqid_end -= pos
         begin.body -= pos

@@ -200,31 +200,25 @@ _CPT_FIXED: Final = {1: 1, 2: 1, 3: 1, 7: 8, 13: 16}
 _CPT_VARINT: Final = frozenset({4, 5, 6})
 
 
-def skip_struct(buf: Buf, pos: int, protocol: Protocol, limit: int) -> int:
+def skip_struct(buf: Buf, pos: int, protocol: Protocol, mark: list[int] | None = None) -> int:
     """The offset just after the struct starting at ``pos`` (fields up to STOP).
 
-    ``limit`` caps the message: an end beyond it raises CodecError instead of NeedMore, so a
-    struct that never ends cannot make the caller buffer without bound. Running off the
-    buffer (IndexError/struct.error from the readers) means "need more"; every element
-    consumes at least one byte, so loops are bounded by the buffer length.
+    Running off the buffer (IndexError/struct.error from the readers) means "need more";
+    a length that jumps past it raises NeedMore with the exact length needed, so the caller
+    can refuse a message over its size cap before buffering it. Every element consumes at
+    least one byte, so loops are bounded by the buffer length.
+
+    ``mark[0]`` is kept at the start of the first top-level field not yet complete, so a
+    caller can resume there when more bytes arrive instead of rescanning the whole message
+    (without it, a message trickling in small reads would cost quadratic time).
     """
     end = len(buf)
     try:
         if protocol is Protocol.BINARY:
-            stop = _skip_binary_struct(buf, pos, end, 0)
-        else:
-            stop = _skip_compact_struct(buf, pos, end, 0)
+            return _skip_binary_struct(buf, pos, end, 0, mark)
+        return _skip_compact_struct(buf, pos, end, 0, mark)
     except (IndexError, struct.error):
-        stop = -1
-        need = end + 1
-    except NeedMore as more:
-        stop = -1
-        need = more.need
-    if stop < 0:
-        if need > limit:
-            raise CodecError(f"thrift: message larger than the {limit - pos} byte limit")
-        raise NeedMore(need)
-    return stop
+        raise NeedMore(end + 1) from None
 
 
 def _check_depth(depth: int) -> None:
@@ -238,9 +232,13 @@ def _jump(pos: int, end: int) -> int:
     return pos
 
 
-def _skip_binary_struct(buf: Buf, pos: int, end: int, depth: int) -> int:
+def _skip_binary_struct(
+    buf: Buf, pos: int, end: int, depth: int, mark: list[int] | None = None
+) -> int:
     _check_depth(depth)
     while True:
+        if mark is not None:
+            mark[0] = pos
         ftype = buf[pos]
         if ftype == 0:
             return pos + 1
@@ -292,9 +290,13 @@ def _skip_varint(buf: Buf, pos: int) -> int:
     raise CodecError("thrift compact: varint longer than 10 bytes")
 
 
-def _skip_compact_struct(buf: Buf, pos: int, end: int, depth: int) -> int:
+def _skip_compact_struct(
+    buf: Buf, pos: int, end: int, depth: int, mark: list[int] | None = None
+) -> int:
     _check_depth(depth)
     while True:
+        if mark is not None:
+            mark[0] = pos
         head = buf[pos]
         if head == 0:
             return pos + 1
