@@ -209,3 +209,28 @@ def test_meta_protocol_proxy_round_trips_through_any() -> None:
     # Field 19 (request_mutation) is on the wire with Aeraki's number.
     route = proxy.route_config.routes[0]
     assert route.DESCRIPTOR.fields_by_name["request_mutation"].number == 19
+
+
+def test_supported_field_table_names_real_fields() -> None:
+    """The bootstrap whitelist must name existing messages and fields (typos would silently
+    reject a supported field)."""
+    from aeraki.proxy.bootstrap_strict import SUPPORTED
+
+    pool = descriptor_pool.Default()
+    for name, fields in SUPPORTED.items():
+        desc = pool.FindMessageTypeByName(name)
+        assert fields <= set(desc.fields_by_name), (name, fields - set(desc.fields_by_name))
+
+
+def test_generated_code_is_current() -> None:
+    """The committed ``aeraki.xds.gen`` matches what ``proto/`` compiles to (dev-only tool)."""
+    pytest.importorskip("grpc_tools")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gen_protos.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
