@@ -1,0 +1,9 @@
+"""Dubbo 2 codec over Hessian2 (reference §27): :class:`~aeraki.codec.dubbo.codec.DubboCodec`.
+
+Modules: :mod:`.framing` (16-byte header), :mod:`.hessian2` (lazy scanner, reader, writer),
+:mod:`.attachments` (attachment map read/rewrite), :mod:`.codec` (the codec).
+"""
+
+from aeraki.codec.dubbo.codec import DubboCodec
+
+__all__ = ["DubboCodec"]

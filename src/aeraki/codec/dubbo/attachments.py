@@ -1,0 +1,127 @@
+"""Dubbo attachments: read the map that ends a request or result, and rewrite it (§27.2, §27.6).
+
+Attachments are a Hessian map, untyped (``H … Z``, what Java's HashMap gives) or typed
+(``M type … Z``). Entries whose key and value are both strings become routable properties;
+any other entry (an int, a list, an object, a null) is skipped with the scanner and kept.
+
+A rewrite keeps every entry byte-exact except the values of replaced keys and appends new keys
+as string entries, so a non-string value survives a mutation untouched. Replacing a key changes
+only that entry's value; keys match exactly (Dubbo attachment keys are case-sensitive).
+
+Limitation: Hessian refs (``Q``) and class definitions count positions in the whole message.
+Replacing a *non-string* value that defined a class or held a container referenced by a later
+entry would shift those numbers; Dubbo writes string attachments, so this is left unhandled.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aeraki.codec.api import Mutation
+from aeraki.codec.dubbo.hessian2 import (
+    encode_string,
+    is_string_tag,
+    read_string,
+    skip_type,
+    skip_values,
+)
+from aeraki.errors import CodecError
+
+__all__ = ["Attachments", "read_attachments"]
+
+_MAP_END: Final = 0x5A  # 'Z'
+
+
+class Attachments:
+    """Where the attachment map of one message sits, and its entries.
+
+    Attributes:
+        start: offset of the map in the frame (header included), or the frame length when the
+            message has none.
+        prefix: the map's opening bytes (``H``, or ``M`` plus its type), reused on rewrite.
+        entries: ``(key, key_start, value_start, value_end)`` per entry; ``key`` is ``None``
+            unless both key and value are strings.
+        strings: the string entries (last one wins for duplicate keys).
+    """
+
+    __slots__ = ("entries", "prefix", "start", "strings")
+
+    def __init__(
+        self,
+        start: int,
+        prefix: bytes,
+        entries: list[tuple[str | None, int, int, int]],
+        strings: dict[str, str],
+    ) -> None:
+        self.start = start
+        self.prefix = prefix
+        self.entries = entries
+        self.strings = strings
+
+    def render(self, frame: bytes, mutation: Mutation) -> bytes:
+        """The map's bytes with ``mutation`` applied (§27.6): kept entries byte-exact."""
+        parts = [self.prefix]
+        replaced: set[str] = set()
+        for key, key_start, value_start, value_end in self.entries:
+            if key is not None and key in mutation:
+                parts += [frame[key_start:value_start], encode_string(mutation[key])]
+                replaced.add(key)
+            else:
+                parts.append(frame[key_start:value_end])
+        for key, value in mutation.items():
+            if key not in replaced:
+                parts += [encode_string(key), encode_string(value)]
+        parts.append(b"Z")
+        return b"".join(parts)
+
+
+def read_attachments(frame: bytes, pos: int, classes: list[int]) -> Attachments:
+    """The attachment map at ``pos``, which must end exactly at the end of ``frame``.
+
+    Nothing at ``pos`` (end of frame) and a lone ``N`` (null map) mean no attachments;
+    anything else than a map there is refused rather than silently dropped on rewrite.
+    """
+    size = len(frame)
+    if pos == size:
+        return Attachments(pos, b"H", [], {})
+    tag = frame[pos]
+    if tag == 0x4E and pos + 1 == size:  # 'N': a null map, replaced on rewrite
+        return Attachments(pos, b"H", [], {})
+    if tag == 0x48:  # 'H'
+        body = pos + 1
+    elif tag == 0x4D:  # 'M' type
+        body = skip_type(frame, pos + 1)
+    else:
+        raise CodecError(f"dubbo: expected the attachments map, found tag 0x{tag:02x}")
+    entries, strings, end = _read_entries(frame, body, classes)
+    if end != size:
+        raise CodecError(f"dubbo: {size - end} unexpected bytes after the attachments map")
+    return Attachments(pos, frame[pos:body], entries, strings)
+
+
+def _read_entries(
+    frame: bytes, pos: int, classes: list[int]
+) -> tuple[list[tuple[str | None, int, int, int]], dict[str, str], int]:
+    entries: list[tuple[str | None, int, int, int]] = []
+    strings: dict[str, str] = {}
+    while frame[pos] != _MAP_END:
+        key_start = pos
+        key, pos = _read_text_or_skip(frame, pos, classes)
+        value_start = pos
+        value, pos = _read_text_or_skip(frame, pos, classes)
+        if key is not None and value is not None:
+            strings[key] = value
+        else:
+            key = None
+        entries.append((key, key_start, value_start, pos))
+    return entries, strings, pos + 1
+
+
+def _read_text_or_skip(frame: bytes, pos: int, classes: list[int]) -> tuple[str | None, int]:
+    """A string (``None`` for any other value, or text that is not valid UTF-8)."""
+    if is_string_tag(frame[pos]):
+        try:
+            return read_string(frame, pos)
+        except CodecError:
+            pass  # undecodable text: keep the entry, but not as a routable string
+    return None, skip_values(frame, pos, 1, classes)
