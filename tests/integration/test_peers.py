@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.integration.conftest import EnvoyFactory
@@ -143,3 +146,24 @@ def test_envoy_tcp_proxy_in_front_of_thrift(
         assert c.whoami() == "v1"
     stats = envoy.stats(r"^tcp\.")
     assert stats.get("tcp.tcp.downstream_cx_total", 0) >= 1
+
+
+@pytest.mark.parametrize(
+    ("impl", "transport", "protocol"),
+    [("thriftpy2", "framed", "binary"), ("apache", "header", "compact")],
+)
+def test_thrift_server_200_concurrent_connections(
+    thrift_servers: ThriftServerCache, impl: str, transport: str, protocol: str
+) -> None:
+    server = thrift_servers.get(impl, transport, protocol, label="v1")
+    n = 200
+    barrier = threading.Barrier(n, timeout=30)
+
+    def one(i: int) -> str:
+        with make_thrift_client(impl, transport, protocol, server.host, server.port) as c:
+            barrier.wait()  # all n connections are open at the same time
+            return f"{c.echo(str(i))}/{c.whoami()}"
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(one, range(n), timeout=60))
+    assert results == [f"{i}/v1" for i in range(n)]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.integration.peers.procs import (
     LOOPBACK,
     TOOLS_DIR,
