@@ -244,17 +244,21 @@ class ThriftCodec(Codec):
         md = Metadata(message_type, request_id=begin.seqid, origin=origin)
         if begin.message_type == MESSAGE_EXCEPTION:
             md.response_status = ResponseStatus.ERROR
+        # Keys below are lower-case already, so they go straight into ``strings`` (what
+        # put_string would do, minus a lower() call per key on the hot path).
+        strings = md.strings
         if info.header is not None:
             for key, value in info.header.headers:
-                md.put_string(_text(key), _text(value))
-        service, sep, method = begin.name.partition(":")
-        if sep:
-            md.put_string("service", service)
-            md.put_string("method", method)
+                strings[_text(key).lower()] = _text(value)
+        name = begin.name
+        if ":" in name:
+            service, _, method = name.partition(":")
+            strings["service"] = service
+            strings["method"] = method
             md.operation_name = f"{service}/{method}"
-        elif begin.name:
-            md.put_string("method", begin.name)
-            md.operation_name = begin.name
+        elif name:
+            strings["method"] = name
+            md.operation_name = name
         md.header_size = begin.body
         md.body_size = len(origin) - begin.body
         md.values[_KEY] = info
