@@ -47,6 +47,9 @@ step_apt() {
     command -v javac >/dev/null || want+=(openjdk-17-jdk-headless)
     command -v node >/dev/null || want+=(nodejs)
     command -v npm >/dev/null || want+=(npm)
+    command -v make >/dev/null || want+=(make)
+    # Debian's own python3 needs python3-venv for `python3 -m venv` (pyenv builds do not).
+    "$PYTHON" -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
     local missing=() p
     for p in "${want[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
