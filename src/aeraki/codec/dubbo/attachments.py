@@ -41,22 +41,16 @@ class Attachments:
         prefix: the map's opening bytes (``H``, or ``M`` plus its type), reused on rewrite.
         entries: ``(key, key_start, value_start, value_end)`` per entry; ``key`` is ``None``
             unless both key and value are strings.
-        strings: the string entries (last one wins for duplicate keys).
     """
 
-    __slots__ = ("entries", "prefix", "start", "strings")
+    __slots__ = ("entries", "prefix", "start")
 
     def __init__(
-        self,
-        start: int,
-        prefix: bytes,
-        entries: list[tuple[str | None, int, int, int]],
-        strings: dict[str, str],
+        self, start: int, prefix: bytes, entries: list[tuple[str | None, int, int, int]]
     ) -> None:
         self.start = start
         self.prefix = prefix
         self.entries = entries
-        self.strings = strings
 
     def render(self, frame: bytes, mutation: Mutation) -> bytes:
         """The map's bytes with ``mutation`` applied (§27.6): kept entries byte-exact."""
@@ -75,46 +69,64 @@ class Attachments:
         return b"".join(parts)
 
 
-def read_attachments(frame: bytes, pos: int, classes: list[int]) -> Attachments:
+def read_attachments(
+    frame: bytes, pos: int, classes: list[int], strings: dict[str, str]
+) -> Attachments:
     """The attachment map at ``pos``, which must end exactly at the end of ``frame``.
+
+    String entries are stored into ``strings`` with lower-cased keys (the routable
+    properties of ``Metadata``; a later duplicate key wins).
 
     Nothing at ``pos`` (end of frame) and a lone ``N`` (null map) mean no attachments;
     anything else than a map there is refused rather than silently dropped on rewrite.
     """
     size = len(frame)
     if pos == size:
-        return Attachments(pos, b"H", [], {})
+        return Attachments(pos, b"H", [])
     tag = frame[pos]
     if tag == 0x4E and pos + 1 == size:  # 'N': a null map, replaced on rewrite
-        return Attachments(pos, b"H", [], {})
+        return Attachments(pos, b"H", [])
     if tag == 0x48:  # 'H'
         body = pos + 1
     elif tag == 0x4D:  # 'M' type
         body = skip_type(frame, pos + 1)
     else:
         raise CodecError(f"dubbo: expected the attachments map, found tag 0x{tag:02x}")
-    entries, strings, end = _read_entries(frame, body, classes)
+    entries, end = _read_entries(frame, body, classes, strings)
     if end != size:
         raise CodecError(f"dubbo: {size - end} unexpected bytes after the attachments map")
-    return Attachments(pos, frame[pos:body], entries, strings)
+    return Attachments(pos, frame[pos:body], entries)
 
 
 def _read_entries(
-    frame: bytes, pos: int, classes: list[int]
-) -> tuple[list[tuple[str | None, int, int, int]], dict[str, str], int]:
+    frame: bytes, pos: int, classes: list[int], strings: dict[str, str]
+) -> tuple[list[tuple[str | None, int, int, int]], int]:
     entries: list[tuple[str | None, int, int, int]] = []
-    strings: dict[str, str] = {}
-    while frame[pos] != _MAP_END:
+    while True:
         key_start = pos
-        key, pos = _read_text_or_skip(frame, pos, classes)
+        tag = frame[pos]
+        if tag == _MAP_END:
+            return entries, pos + 1
+        # Inline fast path for short ASCII strings, the usual key and value (hot path).
+        raw = frame[pos + 1 : pos + 1 + tag] if tag < 0x20 else b""
+        if len(raw) == tag and raw.isascii():
+            key: str | None = raw.decode("ascii")
+            pos += 1 + tag
+        else:
+            key, pos = _read_text_or_skip(frame, pos, classes)
         value_start = pos
-        value, pos = _read_text_or_skip(frame, pos, classes)
+        tag = frame[pos]
+        raw = frame[pos + 1 : pos + 1 + tag] if tag < 0x20 else b""
+        if len(raw) == tag and raw.isascii():
+            value: str | None = raw.decode("ascii")
+            pos += 1 + tag
+        else:
+            value, pos = _read_text_or_skip(frame, pos, classes)
         if key is not None and value is not None:
-            strings[key] = value
+            strings[key.lower()] = value
         else:
             key = None
         entries.append((key, key_start, value_start, pos))
-    return entries, strings, pos + 1
 
 
 def _read_text_or_skip(frame: bytes, pos: int, classes: list[int]) -> tuple[str | None, int]:

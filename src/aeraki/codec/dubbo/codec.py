@@ -211,7 +211,7 @@ class DubboCodec(Codec):
             rendered = attachments.render(frame, mutation)
             head = frame[HEADER_SIZE : attachments.start]
         elif self.upgrade_results and info.result_type in (1, 2):
-            rendered = Attachments(len(frame), b"H", [], {}).render(frame, mutation)
+            rendered = Attachments(len(frame), b"H", []).render(frame, mutation)
             head = encode_int(info.result_type + 3) + frame[info.result_end :]
         else:
             return frame
@@ -248,13 +248,11 @@ def _parse_request(frame: bytes, flag: int, md: Metadata) -> None:
     descriptor, pos = read_string(frame, pos)
     classes: list[int] = []
     pos = skip_values(frame, pos, count_arguments(descriptor), classes)
-    attachments = read_attachments(frame, pos, classes)
     strings = md.strings
     strings["interface"] = interface
     strings["method"] = method
     strings["version"] = version
-    for key, value in attachments.strings.items():
-        strings[key.lower()] = value
+    attachments = read_attachments(frame, pos, classes, strings)  # may override the above
     md.operation_name = f"{interface}/{method}"
     md.values[FRAME_KEY] = DubboFrame(flag, 0, attachments, dubbo_version=dubbo_version)
 
@@ -278,9 +276,7 @@ def _parse_response(frame: bytes, flag: int, status: int, md: Metadata) -> None:
         pos = skip_values(frame, pos, 1, classes)
     attachments = None
     if result_type >= 3:
-        attachments = read_attachments(frame, pos, classes)
-        for key, value in attachments.strings.items():
-            md.strings[key.lower()] = value
+        attachments = read_attachments(frame, pos, classes, md.strings)
     elif pos != len(frame):
         raise CodecError(f"dubbo: {len(frame) - pos} unexpected bytes after the result")
     if result_type in _RESULT_EXCEPTION:
