@@ -190,8 +190,7 @@ class ThriftCodec(Codec):
         protocol = self._check_protocol(origin, header.payload, header.protocol)
         begin = _begin_in_frame(origin, header.payload, protocol)
         info = ThriftMessage(Transport.HEADER, protocol, header.payload, begin, header)
-        md = self._metadata(origin, info)
-        return md
+        return self._metadata(origin, info)
 
     def _decode_unframed(self, buf: Buf, pos: int, out: list[Metadata]) -> int:
         limit = pos + MAX_UNFRAMED_SIZE
