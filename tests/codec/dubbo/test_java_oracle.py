@@ -51,10 +51,8 @@ def java_cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     cases: Cases = {}
     for line in run.stdout.decode().splitlines():
         name, data, text = line.split("\t")
-        cases[name] = (
-            bytes.fromhex(data),
-            None if text == "-" else bytes.fromhex(text[1:]).decode(),
-        )
+        expected = None if text == "-" else bytes.fromhex(text[1:]).decode()
+        cases[name] = (bytes.fromhex(data), expected)
     return cases
 
 
