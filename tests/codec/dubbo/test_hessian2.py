@@ -6,16 +6,9 @@ import struct
 
 import pytest
 
-from aeraki.codec.dubbo.hessian2 import (
-    MAX_DEPTH,
-    count_arguments,
-    encode_int,
-    encode_string,
-    read_int,
-    read_string,
-    skip_string,
-    skip_values,
-)
+from aeraki.codec.dubbo.codec import count_arguments
+from aeraki.codec.dubbo.hessian2 import MAX_DEPTH, read_int, read_string, skip_string, skip_values
+from aeraki.codec.dubbo.hessian2_writer import encode_int, encode_string
 from aeraki.errors import CodecError
 from tests.codec.dubbo import h2w
 

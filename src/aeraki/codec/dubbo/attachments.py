@@ -18,13 +18,8 @@ from __future__ import annotations
 from typing import Final
 
 from aeraki.codec.api import Mutation
-from aeraki.codec.dubbo.hessian2 import (
-    encode_string,
-    is_string_tag,
-    read_string,
-    skip_type,
-    skip_values,
-)
+from aeraki.codec.dubbo.hessian2 import is_string_tag, read_string, skip_type, skip_values
+from aeraki.codec.dubbo.hessian2_writer import encode_string
 from aeraki.errors import CodecError
 
 __all__ = ["Attachments", "read_attachments"]

@@ -56,17 +56,11 @@ from aeraki.codec.dubbo.framing import (
     patch_body_length,
     patch_request_id,
 )
-from aeraki.codec.dubbo.hessian2 import (
-    count_arguments,
-    encode_int,
-    encode_string,
-    read_int,
-    read_string,
-    skip_values,
-)
+from aeraki.codec.dubbo.hessian2 import read_int, read_string, skip_values
+from aeraki.codec.dubbo.hessian2_writer import encode_int, encode_string
 from aeraki.errors import CodecError
 
-__all__ = ["DubboCodec", "DubboFrame"]
+__all__ = ["DubboCodec", "DubboFrame", "count_arguments"]
 
 #: Key of the :class:`DubboFrame` in ``Metadata.values``.
 FRAME_KEY: Final = "dubbo"
@@ -135,6 +129,8 @@ class DubboCodec(Codec):
     # -- decode -----------------------------------------------------------------------------
     def decode(self, data: bytes) -> list[Metadata]:
         """Complete frames in ``data`` (plus what was buffered), parsed; keeps the rest."""
+        if type(data) is not bytes:  # origins must be immutable bytes
+            data = bytes(data)
         try:
             if self._buffer:
                 self._buffer += data
@@ -285,3 +281,36 @@ def _parse_response(frame: bytes, flag: int, status: int, md: Metadata) -> None:
     md.values[FRAME_KEY] = DubboFrame(
         flag, status, attachments, result_type=result_type, result_end=result_end
     )
+
+
+_ARG_COUNTS: dict[str, int] = {}
+_PRIMITIVES: Final = frozenset("VZBCDFIJS")
+
+
+def count_arguments(descriptor: str) -> int:
+    """Number of parameters in a JVM descriptor list such as ``Ljava/lang/String;[II`` (§27.2
+    item 6: ``[`` prefixes skipped, ``VZBCDFIJS`` and ``L…;`` count one each).
+
+    Results are cached (descriptors repeat per method); the cache is bounded.
+    """
+    cached = _ARG_COUNTS.get(descriptor)
+    if cached is not None:
+        return cached
+    count, i, size = 0, 0, len(descriptor)
+    while i < size:
+        ch = descriptor[i]
+        if ch == "L":
+            i = descriptor.find(";", i)
+            if i < 0:
+                raise CodecError(f"dubbo: unterminated class in descriptor {descriptor!r}")
+        elif ch == "[":
+            i += 1
+            continue
+        elif ch not in _PRIMITIVES:
+            raise CodecError(f"dubbo: invalid parameter descriptor {descriptor!r}")
+        count += 1
+        i += 1
+    if len(_ARG_COUNTS) >= 4096:
+        _ARG_COUNTS.clear()
+    _ARG_COUNTS[descriptor] = count
+    return count

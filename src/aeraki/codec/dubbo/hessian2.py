@@ -22,8 +22,9 @@ Design notes:
   two 3-byte surrogates (CESU-8); a 4-byte UTF-8 sequence is counted as 2 units as well.
   ASCII strings take a fast path (one slice and ``isascii``).
 
-Callers work on one complete frame (``bytes``); running past its end raises ``IndexError``
-or returns a position beyond the frame, which the codec turns into :class:`CodecError`.
+Callers work on one complete frame (``bytes``); running past its end raises ``IndexError`` or
+``struct.error`` or returns a position beyond the frame, which the codec turns into
+:class:`CodecError`. The writer side is :mod:`.hessian2_writer`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,6 @@ from aeraki.errors import CodecError
 
 __all__ = [
     "MAX_DEPTH",
-    "count_arguments",
-    "encode_int",
-    "encode_string",
     "is_string_tag",
     "read_int",
     "read_string",
@@ -363,75 +361,3 @@ def skip_values(data: bytes, pos: int, count: int, classes: list[int]) -> int:
             raise CodecError(f"hessian2: values nested deeper than {MAX_DEPTH}")
         stack.append(remaining)
         remaining = nested
-
-
-# -- descriptors ----------------------------------------------------------------------------
-
-_ARG_COUNTS: dict[str, int] = {}
-_PRIMITIVES: Final = frozenset("VZBCDFIJS")
-
-
-def count_arguments(descriptor: str) -> int:
-    """Number of parameters in a JVM descriptor list such as ``Ljava/lang/String;[II``.
-
-    Results are cached (descriptors repeat per method); the cache is bounded.
-    """
-    cached = _ARG_COUNTS.get(descriptor)
-    if cached is not None:
-        return cached
-    count, i, size = 0, 0, len(descriptor)
-    while i < size:
-        ch = descriptor[i]
-        if ch == "L":
-            i = descriptor.find(";", i)
-            if i < 0:
-                raise CodecError(f"dubbo: unterminated class in descriptor {descriptor!r}")
-        elif ch == "[":
-            i += 1
-            continue
-        elif ch not in _PRIMITIVES:
-            raise CodecError(f"dubbo: invalid parameter descriptor {descriptor!r}")
-        count += 1
-        i += 1
-    if len(_ARG_COUNTS) >= 4096:
-        _ARG_COUNTS.clear()
-    _ARG_COUNTS[descriptor] = count
-    return count
-
-
-# -- writer ---------------------------------------------------------------------------------
-
-
-def encode_int(value: int) -> bytes:
-    """Hessian int in its shortest form."""
-    if -0x10 <= value <= 0x2F:
-        return bytes((value + 0x90,))
-    if -0x800 <= value <= 0x7FF:
-        return bytes((0xC8 + (value >> 8), value & 0xFF))
-    if -0x40000 <= value <= 0x3FFFF:
-        return bytes((0xD4 + (value >> 16), (value >> 8) & 0xFF, value & 0xFF))
-    return b"I" + _I32.pack(value)
-
-
-def encode_string(text: str) -> bytes:
-    """Hessian string as Java writes it: UTF-16 unit lengths, CESU-8 for astral characters,
-    chunks of 32768 units (``R`` … ``S``)."""
-    if not text.isascii():
-        text = "".join(
-            ch
-            if ch <= "\uffff"
-            else chr(0xD7C0 + (ord(ch) >> 10)) + chr(0xDC00 + (ord(ch) & 0x3FF))
-            for ch in text
-        )
-    parts = []
-    while len(text) > 0x8000:
-        parts += [b"R\x80\x00", text[:0x8000].encode("utf-8", "surrogatepass")]
-        text = text[0x8000:]
-    units, raw = len(text), text.encode("utf-8", "surrogatepass")
-    if units < 0x20:
-        parts += [bytes((units,)), raw]
-    elif units < 0x400:
-        parts += [bytes((0x30 + (units >> 8), units & 0xFF)), raw]
-    else:
-        parts += [b"S" + _U16.pack(units), raw]
-    return b"".join(parts)
