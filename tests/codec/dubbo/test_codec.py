@@ -276,3 +276,13 @@ def test_on_error_statuses(error_type: ErrorType, status: int) -> None:
     assert reply[16:] == h2w.string(message)
     answer = decode_one(reply, Side.RESPONSE)
     assert answer.response_status is ResponseStatus.ERROR
+
+
+def test_body_length_limit_is_checked_on_the_header() -> None:
+    header = bytes.fromhex("dabbc200 0000000000000001") + (16 * 1024 * 1024).to_bytes(4, "big")
+    assert DubboCodec(Side.REQUEST).decode(header) == []  # exactly 16 MiB: waits for the body
+    too_big = header[:12] + (16 * 1024 * 1024 + 1).to_bytes(4, "big")
+    codec = DubboCodec(Side.REQUEST)
+    assert codec.decode(too_big[:15]) == []
+    with pytest.raises(CodecError, match="body length"):
+        codec.decode(too_big[15:])
