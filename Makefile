@@ -9,6 +9,7 @@ PY     := $(VENV)/bin/python
 RUFF   := $(VENV)/bin/ruff
 MYPY   := $(VENV)/bin/mypy
 PYTEST := $(PY) -m pytest
+PYDIRS := src tests examples benchmarks scripts
 
 .PHONY: setup lint format typecheck unit integration test demo bench clean
 
@@ -16,12 +17,12 @@ setup:
 	@bash scripts/setup.sh
 
 lint: setup
-	$(RUFF) check src tests
-	$(RUFF) format --check src tests
+	$(RUFF) check $(PYDIRS)
+	$(RUFF) format --check $(PYDIRS)
 
 format: setup
-	$(RUFF) check --fix src tests
-	$(RUFF) format src tests
+	$(RUFF) check --fix $(PYDIRS)
+	$(RUFF) format $(PYDIRS)
 
 typecheck: setup
 	$(MYPY)
@@ -33,8 +34,8 @@ integration: setup
 	$(PYTEST) -q -m integration
 
 test: setup
-	$(RUFF) check src tests
-	$(RUFF) format --check src tests
+	$(RUFF) check $(PYDIRS)
+	$(RUFF) format --check $(PYDIRS)
 	$(MYPY)
 	$(PYTEST) -q
 

@@ -25,15 +25,6 @@ from typing import Any
 
 import pytest
 import yaml
-from examples.codecs.minirpc import (
-    ERROR,
-    MAX_FRAME,
-    ONEWAY,
-    REQUEST,
-    RESPONSE,
-    MiniRpcCodec,
-    build_frame,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +35,15 @@ from aeraki.proxy.bootstrap import ConfigErrors, bootstrap_from_dict, load_boots
 from aeraki.proxy.config import ProxyConfig, SocketAddress
 from aeraki.proxy.server import ProxyServer
 from aeraki.testing import check_codec
+from examples.codecs.minirpc import (
+    ERROR,
+    MAX_FRAME,
+    ONEWAY,
+    REQUEST,
+    RESPONSE,
+    MiniRpcCodec,
+    build_frame,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "writing-a-codec.md"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import cast
 
 from aeraki.codec.api import MessageType, Metadata, ResponseStatus, Side
 from aeraki.proxy.config import (
@@ -55,8 +56,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are look-alikes
         self.owner.connections += 1
 
     def data_received(self, data: bytes) -> None:
@@ -129,7 +129,8 @@ class FakeUpstream:
         self.held.clear()
         for proto, frames in by_proto.items():
             assert proto.transport is not None
-            proto.transport.write(b"".join(frames))
+            if not proto.transport.is_closing():  # the proxy may have given up on it
+                proto.transport.write(b"".join(frames))
 
     def close(self) -> None:
         if self.server is not None:

@@ -631,12 +631,15 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
             port_value=70000
         ),
         "static_resources.listeners[0].address.socket_address.port_value",
-        "1..65535",
+        "0..65535",
     ),
     (
-        "port missing",
-        lambda d: d["admin"]["address"]["socket_address"].pop("port_value"),
-        "admin.address.socket_address.port_value",
+        "endpoint port missing (port 0 is only for binding)",
+        lambda d: d["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0][
+            "lb_endpoints"
+        ][0]["endpoint"]["address"]["socket_address"].pop("port_value"),
+        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]"
+        ".endpoint.address.socket_address.port_value",
         "1..65535",
     ),
     (

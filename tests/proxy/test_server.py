@@ -350,3 +350,18 @@ async def test_admin_ready_and_stats(free_port: int) -> None:
                 writer.close()
                 assert body.startswith("HTTP/1.1 200"), body
                 assert expect in body, (path, body)
+
+
+async def test_request_that_cannot_be_encoded_gets_a_local_reply() -> None:
+    async with upstreams("v1") as (v1,):
+        too_long = "k" * 70000  # the fake protocol's header keys are at most 65535 bytes
+        config = listener(
+            route("c1", request_mutation=[(too_long, "v")]), clusters=[cluster("c1", v1.port)]
+        )
+        async with running(config) as server:
+            client = await client_of(server)
+            reply = await client.call(3, {"method": "m"})
+            assert is_error(reply, "UNSPECIFIED")
+            assert "cannot encode request" in reply.get_string("error-message")
+            assert v1.received == []
+            await client.close()

@@ -178,7 +178,9 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
 
     admin = None
     if bootstrap.HasField("admin"):
-        address = convert_socket_address(bootstrap.admin.address, "admin.address", problems)
+        address = convert_socket_address(
+            bootstrap.admin.address, "admin.address", problems, is_bind=True
+        )
         admin = AdminConfig(address=address)
 
     problems.raise_if_any()

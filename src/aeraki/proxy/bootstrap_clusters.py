@@ -32,8 +32,14 @@ _LB = {
 _MAX_RING = 8 * 1024 * 1024
 
 
-def convert_socket_address(address: Any, path: str, problems: Problems) -> SocketAddress:
-    """``Address.socket_address`` with a required host and a port in 1..65535."""
+def convert_socket_address(
+    address: Any, path: str, problems: Problems, *, is_bind: bool = False
+) -> SocketAddress:
+    """``Address.socket_address`` with a required host and a port in 1..65535.
+
+    A bind address (listener, admin) may use port 0: the kernel picks a free port, as in
+    Envoy; the bound port is shown by the admin endpoint and by the listener objects.
+    """
     if not address.HasField("socket_address"):
         problems.add(join(path, "socket_address"), "required")
         return SocketAddress("", 0)
@@ -41,8 +47,9 @@ def convert_socket_address(address: Any, path: str, problems: Problems) -> Socke
     here = join(path, "socket_address")
     if not sa.address:
         problems.add(join(here, "address"), "required")
-    if not 1 <= sa.port_value <= 65535:
-        problems.add(join(here, "port_value"), f"must be in 1..65535, got {sa.port_value}")
+    lowest = 0 if is_bind else 1
+    if not lowest <= sa.port_value <= 65535:
+        problems.add(join(here, "port_value"), f"must be in {lowest}..65535, got {sa.port_value}")
     return SocketAddress(sa.address, sa.port_value)
 
 

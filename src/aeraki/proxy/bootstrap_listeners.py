@@ -83,7 +83,9 @@ def convert_listener(
     has_ads: bool,
 ) -> ListenerConfig | None:
     """One listener, or ``None`` if it has no usable MetaProtocol filter (problems recorded)."""
-    address = convert_socket_address(listener.address, join(path, "address"), problems)
+    address = convert_socket_address(
+        listener.address, join(path, "address"), problems, is_bind=True
+    )
     if not listener.HasField("address"):
         problems.add(join(path, "address"), "required")
     chains = listener.filter_chains

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aeraki.codec.api import LocalError, MessageType, Metadata
 from aeraki.errors import CodecError
@@ -46,8 +46,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only look-alikes.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.listener.on_connection_open(self)
@@ -174,7 +174,8 @@ class DownstreamConnection(asyncio.Protocol):
     def _flush(self) -> None:
         out, self._out = self._out, []
         transport = self.transport
-        if transport is None or not out:
+        # uvloop raises on a write to a closing transport (asyncio only logs): check first.
+        if transport is None or not out or transport.is_closing():
             return
         transport.write(out[0] if len(out) == 1 else b"".join(out))
         if self.is_closing and not self.active:

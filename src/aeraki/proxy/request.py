@@ -14,6 +14,7 @@ import random
 from typing import TYPE_CHECKING
 
 from aeraki.codec.api import ErrorType, LocalError, MessageType, Metadata, Mutation
+from aeraki.errors import CodecError
 from aeraki.proxy.filters.api import FilterStatus
 from aeraki.proxy.upstream.pool import HostPool, PoolOverflow
 
@@ -140,7 +141,15 @@ class ActiveRequest:
             return
         mutation = self.mutation
         if mutation or wire_id is not None:
-            data = self.downstream.codec.encode(md, mutation, request_id=wire_id)
+            try:
+                data = self.downstream.codec.encode(md, mutation, request_id=wire_id)
+            except CodecError as exc:
+                if not connection.is_multiplexed:
+                    pool.release(connection)
+                self.local_reply(
+                    ErrorType.UNSPECIFIED, f"meta protocol router: cannot encode request: {exc}"
+                )
+                return
         else:
             data = md.origin
         self.upstream = connection
@@ -283,7 +292,10 @@ class _Mirror:
             return
         mutation = request.mutation
         md = request.metadata
-        data = request.downstream.codec.encode(md, mutation) if mutation else md.origin
+        try:
+            data = request.downstream.codec.encode(md, mutation) if mutation else md.origin
+        except CodecError:
+            return  # the main request reports the problem; a mirror stays silent
         pool = cluster.pool_for(host, listener.codec_cls, multiplexed=False)
         mirror = cls(pool, data, expects_reply=not request.is_oneway)
         listener.stats.mirror_sent += 1

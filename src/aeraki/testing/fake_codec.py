@@ -124,6 +124,9 @@ class FakeCodec(Codec):
             return metadata.origin
         headers = dict(metadata.get("headers") or {})
         headers.update(mutation)
+        too_long = [key for key, value in headers.items() if max(len(key), len(value)) > 0xFFFF]
+        if too_long:
+            raise CodecError(f"fake codec: header {too_long[0][:32]!r}... exceeds 65535 bytes")
         payload = metadata.origin[metadata.get("payload_offset", len(metadata.origin)) :]
         return build_frame(
             metadata.message_type,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aeraki.errors import ConfigError
 
@@ -90,7 +90,7 @@ def build_filters(
             continue  # the router: always the terminal step
         built = factory(config, listener)
         if hasattr(built, "on_request"):
-            decoders.append(built)  # type: ignore[arg-type]
+            decoders.append(cast(DecoderFilter, built))
         if hasattr(built, "on_response"):
-            encoders.append(built)  # type: ignore[arg-type]
+            encoders.append(cast(EncoderFilter, built))
     return decoders, encoders

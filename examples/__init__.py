@@ -1,0 +1,1 @@
+"""Examples shipped with the project: bootstraps, the demo, and example codecs."""
