@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 from aeraki.codec.api import LocalError, MessageType, Metadata
 from aeraki.errors import CodecError
 from aeraki.proxy.request import ActiveRequest
+from aeraki.proxy.writes import CoalescedWriter, dispatch_begin, dispatch_done
 
 if TYPE_CHECKING:
     from aeraki.proxy.filters.api import EncoderFilter
@@ -29,7 +30,7 @@ _ONEWAY = MessageType.ONEWAY
 _HEARTBEAT = MessageType.HEARTBEAT
 
 
-class DownstreamConnection(asyncio.Protocol):
+class DownstreamConnection(CoalescedWriter, asyncio.Protocol):
     """One accepted client connection on a listener."""
 
     def __init__(self, listener: ListenerRuntime) -> None:
@@ -57,6 +58,13 @@ class DownstreamConnection(asyncio.Protocol):
             self._idle_timer = self._loop.call_later(idle, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
+        dispatch_begin()
+        try:
+            self._dispatch(data)
+        finally:
+            dispatch_done()
+
+    def _dispatch(self, data: bytes) -> None:
         self._last_read = self._loop.time()
         listener = self.listener
         try:
@@ -165,20 +173,9 @@ class DownstreamConnection(asyncio.Protocol):
             return
         self.write(data)
 
-    def write(self, data: bytes) -> None:
-        """Queue ``data``; all queued bytes leave in one write at the end of this tick."""
-        if not self._out:
-            self._loop.call_soon(self._flush)
-        self._out.append(data)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
+    def after_flush(self) -> None:
         transport = self.transport
-        # uvloop raises on a write to a closing transport (asyncio only logs): check first.
-        if transport is None or not out or transport.is_closing():
-            return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if self.is_closing and not self.active:
+        if self.is_closing and not self.active and transport is not None:
             transport.close()
 
     # -- lifecycle ----------------------------------------------------------------------

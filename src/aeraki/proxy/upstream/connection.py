@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from aeraki.codec.api import Codec, ErrorType, MessageType, Metadata, Side
 from aeraki.errors import CodecError
+from aeraki.proxy.writes import CoalescedWriter, dispatch_begin, dispatch_done
 
 if TYPE_CHECKING:
     from aeraki.proxy.upstream.host import Host
@@ -40,7 +41,7 @@ class UpstreamRequest(Protocol):
         """The connection failed before the response arrived."""
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
     """A connection to ``host``; created by a :class:`HostPool`."""
 
     def __init__(self, pool: HostPool, codec_cls: type[Codec], *, multiplexed: bool) -> None:
@@ -64,6 +65,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        dispatch_begin()
+        try:
+            self._receive(data)
+        finally:
+            dispatch_done()
+
+    def _receive(self, data: bytes) -> None:
         try:
             messages = self.codec.decode(data)
         except CodecError as exc:
@@ -105,19 +113,6 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.current = request
         self.write(data)
-
-    def write(self, data: bytes) -> None:
-        """Queue ``data``; all queued bytes leave in one write at the end of this tick."""
-        if not self._out:
-            self._loop.call_soon(self._flush)
-        self._out.append(data)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        transport = self.transport
-        # uvloop raises on a write to a closing transport (asyncio only logs): check first.
-        if transport is not None and out and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     # -- receiving ----------------------------------------------------------------------
     def _dispatch(self, response: Metadata) -> None:
