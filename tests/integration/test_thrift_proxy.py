@@ -5,6 +5,7 @@ multiplexing onto shared upstream connections."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from tests.integration.aeraki_proxy import (
     start_aeraki_proxy,
     static_cluster,
 )
-from tests.integration.peers.procs import LOOPBACK, ProcessGroup
+from tests.integration.peers.procs import LOOPBACK, ProcessGroup, can_connect, poll_until
 from tests.integration.peers.thrift_client import make_thrift_client, supported
 from tests.integration.peers.thrift_idl import application_exception_class, echo_error_class
 from tests.integration.peers.thrift_peer import ThriftServerCache
@@ -185,3 +186,32 @@ def test_admin_config_dump_shows_the_listeners(routed: AerakiProxy, tmp_path: Pa
     dump = routed.admin("/config_dump")
     for name in ("by-method", "weighted", "strict", "mux"):
         assert f'"{name}"' in dump
+
+
+def test_sigterm_drains_requests_in_flight_then_exits(
+    thrift_servers: ThriftServerCache, peers: ProcessGroup, tmp_path: Path
+) -> None:
+    server = thrift_servers.get("thriftpy2", "framed", "binary", "v1")
+    config = bootstrap(
+        [meta_listener("drain", new_port(), "thrift", [meta_route("v1")])],
+        [static_cluster("v1", [server.port])],
+        new_port(),
+    )
+    proxy = start_aeraki_proxy(peers, config, tmp_path)
+    port = proxy.ports["drain"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def slow_call() -> str:
+            with make_thrift_client("thriftpy2", "framed", "binary", LOOPBACK, port) as c:
+                return c.slow(800)
+
+        answer = pool.submit(slow_call)
+        poll_until(
+            lambda: proxy.stat("drain", "request_active", "thrift") == 1,
+            timeout=10,
+            what="the slow call to be in flight",
+        )
+        proxy.process.popen.send_signal(signal.SIGTERM)
+        poll_until(lambda: not can_connect(LOOPBACK, port), timeout=10, what="listener closed")
+        assert answer.result(timeout=10) == "v1"  # the request in flight was finished
+    assert proxy.process.popen.wait(timeout=10) == 0

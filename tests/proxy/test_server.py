@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from aeraki.codec.api import MessageType
-from aeraki.proxy.config import ProxyConfig
+from aeraki.proxy.config import LbPolicy, ProxyConfig
 from aeraki.proxy.server import ProxyServer
 from tests.proxy.harness import (
     FakeClient,
@@ -364,4 +364,25 @@ async def test_request_that_cannot_be_encoded_gets_a_local_reply() -> None:
             assert is_error(reply, "UNSPECIFIED")
             assert "cannot encode request" in reply.get_string("error-message")
             assert v1.received == []
+            await client.close()
+
+
+async def test_hash_policy_pins_each_key_to_one_host_on_maglev() -> None:
+    async with upstreams("a", "b", "c") as ups:
+        config = listener(
+            route("ring", hash_policy=["user"]),
+            clusters=[cluster("ring", *(u.port for u in ups), lb=LbPolicy.MAGLEV)],
+        )
+        async with running(config) as server:
+            client = await client_of(server)
+            seen: dict[str, set[str]] = {}
+            request_id = 0
+            for user in (f"user-{n}" for n in range(30)):
+                for _ in range(4):
+                    request_id += 1
+                    reply = await client.call(request_id, {"user": user})
+                    seen.setdefault(user, set()).add(reply.get_string("server"))
+            assert all(len(servers) == 1 for servers in seen.values()), seen
+            spread = {next(iter(servers)) for servers in seen.values()}
+            assert spread == {"a", "b", "c"}  # 30 keys over 3 hosts use every host
             await client.close()

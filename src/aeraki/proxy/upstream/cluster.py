@@ -101,9 +101,10 @@ class Cluster:
             self.set_hosts(hosts)
 
     async def _resolve_forever(self) -> None:
+        # ClusterManager.start resolved once already; from here on, refresh periodically.
         while True:
-            await self.resolve_once()
             await asyncio.sleep(self.config.dns_refresh_rate)
+            await self.resolve_once()
 
     def close(self) -> None:
         """Stop background work and close every upstream connection."""
