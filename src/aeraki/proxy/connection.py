@@ -84,7 +84,7 @@ class DownstreamConnection(CoalescedWriter, asyncio.Protocol):
                 self._start_request(md)
             elif message_type is _HEARTBEAT:
                 stats.request_event += 1
-                self.write(self.codec.heartbeat_reply(md))
+                self._answer_heartbeat(md)
             else:
                 log.debug(
                     "listener %s: %s from client %s dropped",
@@ -92,6 +92,12 @@ class DownstreamConnection(CoalescedWriter, asyncio.Protocol):
                     message_type.name,
                     self.peer,
                 )
+
+    def _answer_heartbeat(self, md: Metadata) -> None:
+        try:
+            self.write(self.codec.heartbeat_reply(md))
+        except CodecError as exc:
+            log.warning("listener %s: cannot answer heartbeat: %s", self.listener.name, exc)
 
     def _start_request(self, md: Metadata) -> None:
         md.strings["x-meta-protocol-application-protocol"] = self.listener.application_protocol

@@ -24,8 +24,10 @@ __all__ = ["HostPool", "PoolOverflow", "PoolWaiter"]
 
 log = logging.getLogger(__name__)
 
-#: Envoy's default circuit-breaker limit on connections per cluster host.
+#: Envoy's default circuit-breaker limits: connections per host, and requests that may wait
+#: for a connection once that limit is reached.
 DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_PENDING = 1024
 
 
 class PoolWaiter(Protocol):
@@ -54,6 +56,7 @@ class HostPool:
         multiplexed: bool,
         connect_timeout: float,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.host = host
         self.codec_cls = codec_cls
@@ -61,6 +64,7 @@ class HostPool:
         self.is_multiplexed = multiplexed
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
+        self.max_pending = max_pending
         self.connections: set[UpstreamConnection] = set()
         self.idle: list[UpstreamConnection] = []
         self.waiters: collections.deque[PoolWaiter] = collections.deque()
@@ -83,10 +87,15 @@ class HostPool:
             connection = idle.pop()
             if not connection.is_closed:
                 return connection
-        self._check_limit()
+        at_limit = len(self.connections) + self.connecting >= self.max_connections
+        if at_limit and len(self.waiters) >= self.max_pending:
+            self.stats.upstream_cx_overflow += 1
+            raise PoolOverflow
         self.waiters.append(waiter)
         self.stats.upstream_rq_pending_active += 1
-        self._start_connect(None)
+        if not at_limit:
+            self._start_connect(None)
+        # else: the next connection released goes to this waiter (Envoy's pending queue)
         return None
 
     def cancel(self, waiter: PoolWaiter) -> None:
@@ -149,6 +158,7 @@ class HostPool:
     async def _connect(self, key: object) -> None:
         loop = asyncio.get_running_loop()
         address = self.host.address
+        failure = ""
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
@@ -162,22 +172,17 @@ class HostPool:
             )
         except TimeoutError:
             self.stats.upstream_cx_connect_timeout += 1
-            self._on_connect_failed(
-                key,
-                f"meta protocol upstream request: connection failure '{self.host.key}' "
-                "due to timeout",
-            )
-            return
+            failure = f"connection failure '{self.host.key}' due to timeout"
         except OSError as exc:
             self.stats.upstream_cx_connect_fail += 1
             log.info("upstream %s: connect failed: %s", self.host.key, exc)
-            self._on_connect_failed(
-                key, f"meta protocol upstream request: remote connection failure '{self.host.key}'"
-            )
-            return
+            failure = f"remote connection failure '{self.host.key}'"
         finally:
-            self.connecting -= 1
-        self._on_connected(protocol, key)
+            self.connecting -= 1  # before the failure handling below, which reads it
+        if failure:
+            self._on_connect_failed(key, f"meta protocol upstream request: {failure}")
+        else:
+            self._on_connected(protocol, key)
 
     def _on_connected(self, connection: UpstreamConnection, key: object) -> None:
         self.stats.upstream_cx_total += 1
@@ -199,8 +204,11 @@ class HostPool:
         if self.is_multiplexed:
             failed = self.shared_waiters.pop(key, [])
         elif self.waiters:
-            failed = [self.waiters.popleft()]
-            self.stats.upstream_rq_pending_active -= 1
+            # One connect was started per waiter; its failure answers one waiter. Waiters
+            # queued at the limit wait for releases, unless nothing is left to release.
+            count = 1 if self.connections or self.connecting else len(self.waiters)
+            failed = [self.waiters.popleft() for _ in range(count)]
+            self.stats.upstream_rq_pending_active -= count
         else:
             failed = []
         for waiter in failed:
