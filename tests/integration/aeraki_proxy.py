@@ -18,6 +18,7 @@ from tests.integration.peers.procs import LOOPBACK, PeerProcess, ProcessGroup, f
 __all__ = [
     "AerakiProxy",
     "bootstrap",
+    "header_matcher",
     "meta_listener",
     "meta_route",
     "start_aeraki_proxy",
@@ -42,8 +43,10 @@ def meta_route(
     response_mutation: Mapping[str, str] | None = None,
     hash_policy: Sequence[str] = (),
     mirror: str | None = None,
+    matchers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A MetaProtocol route; ``match`` is key -> exact value (AND)."""
+    """A MetaProtocol route; ``match`` is key -> exact value (AND), ``matchers`` more
+    :func:`header_matcher` entries ANDed with them."""
     action: dict[str, Any] = {}
     if weighted:
         action["weighted_clusters"] = {"clusters": [{"name": n, "weight": w} for n, w in weighted]}
@@ -54,12 +57,40 @@ def meta_route(
     if mirror:
         action["request_mirror_policies"] = [{"cluster": mirror}]
     out: dict[str, Any] = {"name": name or f"to-{cluster or 'weighted'}", "route": action}
-    if match:
-        out["match"] = {"metadata": [{"name": k, "exact_match": v} for k, v in match.items()]}
+    metadata = [{"name": k, "exact_match": v} for k, v in (match or {}).items()]
+    metadata += list(matchers)
+    if metadata:
+        out["match"] = {"metadata": metadata}
     if request_mutation:
         out["request_mutation"] = [{"key": k, "value": v} for k, v in request_mutation.items()]
     if response_mutation:
         out["response_mutation"] = [{"key": k, "value": v} for k, v in response_mutation.items()]
+    return out
+
+
+def header_matcher(
+    name: str,
+    *,
+    exact: str | None = None,
+    prefix: str | None = None,
+    regex: str | None = None,
+    present: bool | None = None,
+    invert: bool = False,
+) -> dict[str, Any]:
+    """One Envoy ``HeaderMatcher`` on metadata key ``name`` (give exactly one of exact, prefix,
+    regex, present)."""
+    given = {
+        "exact_match": exact,
+        "prefix_match": prefix,
+        "safe_regex_match": None if regex is None else {"regex": regex},
+        "present_match": present,
+    }
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if len(chosen) != 1:
+        raise ValueError("header_matcher: give exactly one of exact, prefix, regex, present")
+    out: dict[str, Any] = {"name": name, **chosen}
+    if invert:
+        out["invert_match"] = True
     return out
 
 
