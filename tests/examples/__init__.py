@@ -1,0 +1,1 @@
+"""Tests of the shipped examples (the `make demo` pieces)."""
