@@ -43,6 +43,7 @@ from aeraki.proxy.bootstrap_routes import (
 from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import (
     AdminConfig,
+    AdsConfig,
     ClusterConfig,
     DiscoveryType,
     ListenerConfig,
@@ -61,6 +62,7 @@ __all__ = [
 
 #: ApiConfigSource.ApiType values accepted for ads_config: GRPC, DELTA_GRPC.
 _ADS_API_TYPES = {2: "GRPC", 3: "DELTA_GRPC"}
+_DELTA_GRPC = 3
 #: ApiVersion AUTO (unset) or V3.
 _API_VERSIONS = {0, 2}
 
@@ -183,6 +185,7 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
         )
         admin = AdminConfig(address=address)
 
+    ads = _ads(bootstrap, ads_cluster, problems)
     problems.raise_if_any()
     return ProxyConfig(
         listeners=tuple(listeners),
@@ -190,7 +193,30 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
         admin=admin,
         node_id=bootstrap.node.id,
         node_cluster=bootstrap.node.cluster,
+        ads=ads,
     )
+
+
+def _ads(
+    bootstrap: Any, ads_cluster: tuple[str, str] | None, problems: Problems
+) -> AdsConfig | None:
+    """What ``dynamic_resources`` asks of the ADS client (``lds_config``/``cds_config`` must
+    name ADS: it is the only transport the proxy speaks)."""
+    dynamic = bootstrap.dynamic_resources
+    flags: dict[str, bool] = {}
+    for field, key in (("lds_config", "lds"), ("cds_config", "cds")):
+        if not dynamic.HasField(field):
+            continue
+        path = f"dynamic_resources.{field}"
+        if not getattr(dynamic, field).HasField("ads"):
+            problems.add(path, "only `ads: {}` is supported")
+        elif ads_cluster is None:
+            problems.add(path, "needs dynamic_resources.ads_config")
+        flags[key] = True
+    if ads_cluster is None:
+        return None
+    delta = dynamic.ads_config.api_type == _DELTA_GRPC
+    return AdsConfig(cluster=ads_cluster[1], delta=delta, **flags)
 
 
 def _ads_cluster(bootstrap: Any, problems: Problems) -> tuple[str, str] | None:

@@ -16,7 +16,7 @@ from aeraki.proxy.config import (
     SocketAddress,
 )
 
-__all__ = ["convert_cluster", "convert_socket_address"]
+__all__ = ["convert_load_assignment", "convert_cluster", "convert_socket_address"]
 
 #: Cluster.DiscoveryType value -> ours.
 _DISCOVERY = {0: DiscoveryType.STATIC, 1: DiscoveryType.STRICT_DNS, 3: DiscoveryType.EDS}
@@ -125,6 +125,8 @@ def convert_cluster(cluster: Any, path: str, problems: Problems, *, has_ads: boo
     elif cluster.HasField("eds_cluster_config"):
         problems.add(join(path, "eds_cluster_config"), "only meaningful for EDS clusters")
     endpoints = _endpoints(cluster, path, problems, discovery)
+    if discovery is DiscoveryType.EDS:
+        kwargs["eds_service_name"] = cluster.eds_cluster_config.service_name
     return ClusterConfig(
         name=cluster.name,
         discovery=discovery,
@@ -150,9 +152,20 @@ def _check_eds(cluster: Any, path: str, problems: Problems, *, has_ads: bool) ->
 def _endpoints(
     cluster: Any, path: str, problems: Problems, discovery: DiscoveryType
 ) -> tuple[EndpointConfig, ...]:
+    return convert_load_assignment(
+        cluster.load_assignment, join(path, "load_assignment"), problems, discovery
+    )
+
+
+def convert_load_assignment(
+    assignment: Any,
+    la_path: str,
+    problems: Problems,
+    discovery: DiscoveryType = DiscoveryType.STATIC,
+) -> tuple[EndpointConfig, ...]:
+    """The endpoints of a ``ClusterLoadAssignment`` (a cluster's, or an EDS resource)."""
     out: list[EndpointConfig] = []
-    la_path = join(path, "load_assignment")
-    for i, locality in enumerate(cluster.load_assignment.endpoints):
+    for i, locality in enumerate(assignment.endpoints):
         for j, lb_endpoint in enumerate(locality.lb_endpoints):
             e_path = join(la_path, f"endpoints[{i}].lb_endpoints[{j}]")
             if not lb_endpoint.HasField("endpoint"):

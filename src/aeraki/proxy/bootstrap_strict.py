@@ -26,7 +26,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         # --- bootstrap ---
         "envoy.config.bootstrap.v3.Bootstrap": "node static_resources dynamic_resources admin",
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources": "listeners clusters",
-        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources": "ads_config",
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources": "ads_config lds_config cds_config",
         "envoy.config.bootstrap.v3.Admin": "address",
         "envoy.config.core.v3.Node": "id cluster",
         "envoy.config.core.v3.ApiConfigSource": (

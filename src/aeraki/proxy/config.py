@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "AdminConfig",
+    "AdsConfig",
     "ClusterConfig",
     "DiscoveryType",
     "EndpointConfig",
@@ -195,6 +196,13 @@ class ClusterConfig:
     choice_count: int = 2
     #: STRICT_DNS re-resolution period in seconds.
     dns_refresh_rate: float = 5.0
+    #: EDS: the ClusterLoadAssignment name to subscribe to ("" = the cluster name).
+    eds_service_name: str = ""
+
+    @property
+    def eds_name(self) -> str:
+        """The EDS resource name this cluster's endpoints arrive under."""
+        return self.eds_service_name or self.name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +210,22 @@ class AdminConfig:
     """The admin HTTP endpoint."""
 
     address: SocketAddress
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdsConfig:
+    """``dynamic_resources``: where the ADS server is and what it supplies.
+
+    ``cluster`` names a static cluster holding the server's address; ``delta`` selects the
+    incremental protocol (``api_type: DELTA_GRPC``); ``lds``/``cds`` say whether listeners and
+    clusters come over ADS (``lds_config``/``cds_config`` with ``ads: {}``) in addition to the
+    endpoints and routes that ADS always carries for EDS clusters and ``rds`` listeners.
+    """
+
+    cluster: str
+    delta: bool = False
+    lds: bool = False
+    cds: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,3 +237,4 @@ class ProxyConfig:
     admin: AdminConfig | None = None
     node_id: str = ""
     node_cluster: str = ""
+    ads: AdsConfig | None = None

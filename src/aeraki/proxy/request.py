@@ -77,7 +77,8 @@ class ActiveRequest:
             listener.stats.route_not_found += 1
             self.local_reply(
                 ErrorType.ROUTE_NOT_FOUND,
-                f"meta protocol router: no matched route for request '{md.request_id}'",
+                f"meta protocol router: no matched route for request '{md.request_id}'"
+                + (f" ({md.operation_name})" if md.operation_name else ""),
             )
             return
         self.route = route

@@ -11,15 +11,20 @@ import dataclasses
 import enum
 import logging
 import signal
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from aeraki.proxy.admin import AdminServer
-from aeraki.proxy.config import ProxyConfig
+from aeraki.proxy.config import ListenerConfig, ProxyConfig
 from aeraki.proxy.listener import Listener, ListenerRuntime
+from aeraki.proxy.routing import RouteTable
 from aeraki.proxy.upstream.cluster import ClusterManager
+
+if TYPE_CHECKING:
+    from aeraki.proxy.xds_client import XdsClient
 
 __all__ = ["DEFAULT_DRAIN_TIMEOUT", "ProxyServer"]
 
@@ -38,13 +43,24 @@ class ProxyServer:
         self.drain_timeout = drain_timeout
         self.clusters = ClusterManager(config.clusters)
         self.listeners = [Listener(ListenerRuntime(c, self.clusters)) for c in config.listeners]
+        self.static_listener_names = frozenset(c.name for c in config.listeners)
+        #: route tables received over RDS, by route configuration name.
+        self.routes: dict[str, RouteTable] = {}
         self.admin: AdminServer | None = None
-        self.is_ready = False
+        self.xds: XdsClient | None = None
+        self._ready = asyncio.Event()
         self.is_draining = False
         self._stopped = asyncio.Event()
+        self._draining: set[asyncio.Task[bool]] = set()
+        self._reuse_port = False
 
     async def start(self, *, reuse_port: bool = False) -> None:
-        """Resolve clusters, bind listeners and admin; ready when this returns."""
+        """Resolve clusters, bind listeners and admin, start the xDS client if configured.
+
+        Without ADS the proxy is ready when this returns; with ADS, once the first
+        configuration from the control plane has been applied (``/ready`` says so).
+        """
+        self._reuse_port = reuse_port
         await self.clusters.start()
         for listener in self.listeners:
             await listener.start(reuse_port=reuse_port)
@@ -52,7 +68,94 @@ class ProxyServer:
             self.admin = AdminServer(self)
             address = self.config.admin.address
             await self.admin.start(address.host, address.port)
-        self.is_ready = True
+        if self.config.ads is not None:
+            from aeraki.proxy.xds_client import XdsClient
+
+            self.xds = XdsClient(self, self.config.ads)
+            self.xds.start()
+        else:
+            self.is_ready = True
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the proxy serves its configuration (``/ready`` answers LIVE)."""
+        return self._ready.is_set()
+
+    @is_ready.setter
+    def is_ready(self, value: bool) -> None:
+        if value:
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    async def wait_ready(self) -> None:
+        """Return once the proxy is ready (with ADS: the first configuration applied)."""
+        await self._ready.wait()
+
+    # -- dynamic configuration (applied by the xDS client) ------------------------------
+    async def apply_listeners(self, configs: Sequence[ListenerConfig]) -> list[str]:
+        """Make the dynamic listeners exactly ``configs`` (an LDS state of the world).
+
+        A new listener binds; a removed one stops accepting and drains in the background; a
+        changed one is replaced the same way, except that a change of its static routes
+        alone swaps the route table in place (open connections keep going). Returns
+        problems (e.g. an address that cannot be bound), for a NACK.
+        """
+        problems: list[str] = []
+        wanted = {c.name: c for c in configs if c.name not in self.static_listener_names}
+        current = {listener.runtime.name: listener for listener in self.listeners}
+        for name, listener in current.items():
+            if name not in self.static_listener_names and name not in wanted:
+                self._retire_listener(listener)
+        for name, config in wanted.items():
+            old = current.get(name)
+            if old is not None and old.runtime.config == config:
+                continue
+            if old is not None and _only_routes_differ(old.runtime.config, config):
+                table = config.proxy.route_table
+                old.runtime.config = config
+                old.runtime.set_route_table(RouteTable.compile(table) if table else None)
+                continue
+            if old is not None:
+                self._retire_listener(old)
+            listener = Listener(ListenerRuntime(config, self.clusters))
+            self._attach_routes(listener.runtime)
+            try:
+                await listener.start(reuse_port=self._reuse_port)
+            except OSError as exc:
+                problems.append(f"listener {name}: cannot listen on {config.address}: {exc}")
+                continue
+            self.listeners.append(listener)
+        return problems
+
+    def _retire_listener(self, listener: Listener) -> None:
+        listener.stop_accepting()
+        self.listeners.remove(listener)
+        task = asyncio.get_running_loop().create_task(listener.runtime.drain(self.drain_timeout))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    def apply_route_table(self, name: str, table: RouteTable) -> int:
+        """Install routes received for RDS ``name``; how many listeners use them."""
+        self.routes[name] = table
+        count = 0
+        for listener in self.listeners:
+            if listener.runtime.config.proxy.rds_name == name:
+                listener.runtime.set_route_table(table)
+                count += 1
+        return count
+
+    def _attach_routes(self, runtime: ListenerRuntime) -> None:
+        rds_name = runtime.config.proxy.rds_name
+        if rds_name and rds_name in self.routes:
+            runtime.set_route_table(self.routes[rds_name])
+
+    @property
+    def rds_names(self) -> set[str]:
+        """RDS route configuration names the listeners need."""
+        names = {listener.runtime.config.proxy.rds_name for listener in self.listeners}
+        names.discard("")
+        return names
 
     def listener(self, name: str) -> Listener:
         """The listener called ``name``.
@@ -72,11 +175,15 @@ class ProxyServer:
             return True
         self.is_draining = True
         self.is_ready = False
+        if self.xds is not None:
+            await self.xds.stop()
         for listener in self.listeners:
             listener.stop_accepting()
         results = await asyncio.gather(
             *(listener.runtime.drain(self.drain_timeout) for listener in self.listeners)
         )
+        for task in list(self._draining):
+            task.cancel()
         self.clusters.close()
         if self.admin is not None:
             self.admin.close()
@@ -119,6 +226,15 @@ class ProxyServer:
         dump = _plain(dataclasses.asdict(self.config))
         assert isinstance(dump, dict)
         return dump
+
+
+def _only_routes_differ(old: ListenerConfig, new: ListenerConfig) -> bool:
+    """Whether ``new`` equals ``old`` but for the static route table."""
+    if old.proxy.route_table is None or new.proxy.route_table is None:
+        return False
+    return dataclasses.replace(old, proxy=dataclasses.replace(old.proxy, route_table=None)) == (
+        dataclasses.replace(new, proxy=dataclasses.replace(new.proxy, route_table=None))
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -69,10 +69,12 @@ class Cluster:
         """Every pool of this cluster (for the admin page)."""
         return list(self._pools.values())
 
-    def start(self) -> None:
-        """Begin background work (DNS resolution for STRICT_DNS clusters)."""
+    def start(self, *, resolve_now: bool = False) -> None:
+        """Begin background work (DNS resolution for STRICT_DNS clusters); ``resolve_now``
+        when nobody resolved the names yet (a cluster that arrived over CDS)."""
         if self.config.discovery is DiscoveryType.STRICT_DNS and self._dns_task is None:
-            self._dns_task = asyncio.get_running_loop().create_task(self._resolve_forever())
+            loop = asyncio.get_running_loop()
+            self._dns_task = loop.create_task(self._resolve_forever(resolve_now))
 
     async def resolve_once(self) -> None:
         """Resolve every endpoint name now and apply the result."""
@@ -100,11 +102,21 @@ class Cluster:
         if [h.key for h in hosts] != [h.key for h in self.hosts]:
             self.set_hosts(hosts)
 
-    async def _resolve_forever(self) -> None:
-        # ClusterManager.start resolved once already; from here on, refresh periodically.
+    async def _resolve_forever(self, resolve_now: bool) -> None:
+        if resolve_now:
+            await self.resolve_once()
         while True:
             await asyncio.sleep(self.config.dns_refresh_rate)
             await self.resolve_once()
+
+    def retire(self) -> None:
+        """The cluster was removed or replaced: stop background work, let every pool finish
+        the exchanges in flight and close its connections after them."""
+        if self._dns_task is not None:
+            self._dns_task.cancel()
+            self._dns_task = None
+        for pool in self._pools.values():
+            pool.retire()
 
     def close(self) -> None:
         """Stop background work and close every upstream connection."""
@@ -124,12 +136,68 @@ def _hosts_of(endpoints: Iterable[EndpointConfig]) -> list[Host]:
 
 
 class ClusterManager:
-    """Clusters by name; the router asks it for the cluster a route names."""
+    """Clusters by name; the router asks it for the cluster a route names.
+
+    Clusters from the bootstrap are static; CDS manages the others (:meth:`apply_dynamic`)
+    and cannot replace a static one, as in Envoy.
+    """
 
     def __init__(self, configs: Iterable[ClusterConfig] = ()) -> None:
         self.clusters: dict[str, Cluster] = {}
         for config in configs:
             self.clusters[config.name] = Cluster(config)
+        self.static_names = frozenset(self.clusters)
+        #: EDS resource name -> endpoints last received (kept across cluster replacement).
+        self.assignments: dict[str, tuple[EndpointConfig, ...]] = {}
+
+    def apply_dynamic(self, configs: Iterable[ClusterConfig]) -> list[str]:
+        """Make the dynamic clusters exactly ``configs`` (a CDS state of the world).
+
+        New clusters are added, changed ones replaced (the old one retires: idle connections
+        close now, busy ones after their exchange), missing ones removed. Returns the names
+        of clusters that were ignored because a static cluster has that name.
+        """
+        ignored: list[str] = []
+        wanted: dict[str, ClusterConfig] = {}
+        for config in configs:
+            if config.name in self.static_names:
+                ignored.append(config.name)
+            else:
+                wanted[config.name] = config
+        for name in [n for n in self.clusters if n not in self.static_names and n not in wanted]:
+            self.clusters.pop(name).retire()
+        for name, config in wanted.items():
+            current = self.clusters.get(name)
+            if current is not None and current.config == config:
+                continue
+            cluster = Cluster(config)
+            if config.discovery is DiscoveryType.EDS and config.eds_name in self.assignments:
+                cluster.set_hosts(_hosts_of(self.assignments[config.eds_name]))
+            self.clusters[name] = cluster
+            if current is not None:
+                current.retire()
+            cluster.start(resolve_now=True)
+        return ignored
+
+    def apply_assignment(self, eds_name: str, endpoints: tuple[EndpointConfig, ...]) -> int:
+        """New endpoints for every EDS cluster subscribed to ``eds_name``; how many took them."""
+        self.assignments[eds_name] = endpoints
+        count = 0
+        for cluster in self.clusters.values():
+            config = cluster.config
+            if config.discovery is DiscoveryType.EDS and config.eds_name == eds_name:
+                cluster.set_hosts(_hosts_of(endpoints))
+                count += 1
+        return count
+
+    @property
+    def eds_names(self) -> set[str]:
+        """EDS resource names the clusters need."""
+        return {
+            c.config.eds_name
+            for c in self.clusters.values()
+            if c.config.discovery is DiscoveryType.EDS
+        }
 
     def get(self, name: str) -> Cluster | None:
         """The cluster called ``name``, or ``None``."""

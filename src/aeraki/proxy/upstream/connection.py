@@ -126,6 +126,8 @@ class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
                 )
                 return
             request.on_upstream_response(response, self)
+            if not self.inflight and self.pool.is_retired:
+                self.close()
             return
         request = self.current
         if request is None:

@@ -74,6 +74,8 @@ class HostPool:
         self.shared_waiters: dict[object, list[PoolWaiter]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.is_closed = False
+        #: the cluster went away: finish what is in flight, keep nothing idle.
+        self.is_retired = False
 
     # -- exclusive mode -----------------------------------------------------------------
     def acquire(self, waiter: PoolWaiter) -> UpstreamConnection | None:
@@ -110,7 +112,10 @@ class HostPool:
 
     def release(self, connection: UpstreamConnection) -> None:
         """Take back an exclusive connection whose exchange is complete."""
-        if connection.is_closed or self.is_closed:
+        if connection.is_closed:
+            return
+        if self.is_closed or (self.is_retired and not self.waiters):
+            connection.close()
             return
         if self.waiters:
             self._hand_over(connection)
@@ -197,6 +202,8 @@ class HostPool:
                 waiter.on_pool_ready(connection)
         elif self.waiters:
             self._hand_over(connection)
+        elif self.is_retired:
+            connection.close()
         else:
             self.idle.append(connection)
 
@@ -225,11 +232,29 @@ class HostPool:
             if shared is connection:
                 del self.shared[key]
 
+    def retire(self) -> None:
+        """Graceful close: idle connections now, busy ones when their exchange ends."""
+        self.is_retired = True
+        for connection in list(self.idle):
+            connection.close()
+        for connection in list(self.shared.values()):
+            if not connection.inflight:
+                connection.close()
+
     def close(self) -> None:
-        """Close every connection and stop connecting (cluster removed or shutdown)."""
+        """Close every connection and stop connecting (shutdown); waiters are answered."""
         self.is_closed = True
         for task in list(self._tasks):
             task.cancel()
+        waiting = list(self.waiters)
+        for waiters in self.shared_waiters.values():
+            waiting.extend(waiters)
+        self.waiters.clear()
+        self.shared_waiters.clear()
+        for waiter in waiting:
+            waiter.on_pool_failure(
+                ErrorType.UNSPECIFIED, f"meta protocol upstream request: '{self.host.key}' closed"
+            )
         for connection in list(self.connections):
             connection.close()
 
