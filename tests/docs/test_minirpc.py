@@ -502,7 +502,9 @@ async def test_unknown_method_gets_the_codecs_route_not_found_error_frame() -> N
         assert reply.response_status is ResponseStatus.ERROR
         assert reply.get_string("error-type") == "ROUTE_NOT_FOUND"
         assert reply.operation_name == "Billing.Charge"
-        assert payload_of(reply) == b"meta protocol router: no matched route for request '5'"
+        assert payload_of(reply) == (
+            b"meta protocol router: no matched route for request '5' (Billing.Charge)"
+        )
         ok = await client.call(6, "Greeter.SayHello")  # the connection stays usable
         assert ok.get_string("server") == "v1"
         await client.close()

@@ -29,7 +29,7 @@ Documented differences (none is a bug of ours; Envoy's are its quirks):
 
 * Thrift no route: both raise TApplicationException(UNKNOWN_METHOD). Envoy says "no route for
   method 'add'" and closes the connection (also after an unrouted oneway); ours says "meta
-  protocol router: no matched route for request '<seqid>'" and keeps the connection.
+  protocol router: no matched route for request '<seqid>' (<method>)" and keeps the connection.
 * Dubbo no route: dubbo_proxy answers status 60 with 0x90 + string (consumers read "0" or raw
   bytes), generic_proxy status 80 with a Hessian map {"reason": "route_not_found"}, ours status
   60 with the message as one Hessian2 string. Both Envoy filters also answer an unrouted
@@ -236,12 +236,13 @@ THRIFT_NO_ROUTE: dict[str, NoRoute] = {
     # after the reply (stat thrift.<prefix>.downstream_response_drain_close). The next call on
     # that connection sees a closed socket; a new connection works.
     "envoy": NoRoute(UNKNOWN_METHOD, r"no route for method 'add'", connection_survives=False),
-    # Ours: UNKNOWN_METHOD, "meta protocol router: no matched route for request '<seqid>'"
-    # (upstream Aeraki's wording: it names the sequence id, not the method); the connection
+    # Ours: UNKNOWN_METHOD, "meta protocol router: no matched route for request '<seqid>'
+    # (<method>)"
+    # (upstream Aeraki's wording plus the method, which Aeraki leaves out); the connection
     # stays usable.
     "aeraki": NoRoute(
         UNKNOWN_METHOD,
-        r"meta protocol router: no matched route for request '\d+'",
+        r"meta protocol router: no matched route for request '\d+' \(add\)",
         connection_survives=True,
     ),
 }
@@ -361,12 +362,16 @@ DUBBO_NO_ROUTE: dict[str, dict[str, tuple[str, str]]] = {
         "python": ("DubboResponseException", r"^\n$"),
     },
     # Ours: status 60 SERVICE_NOT_FOUND, body = the message as one Hessian2 string
-    # "meta protocol router: no matched route for request '<id>'", readable by every consumer.
+    # "meta protocol router: no matched route for request '<id>' (<interface>/<method>)",
+    # readable by every consumer.
     "aeraki": {
-        "node": ("Error", r"^..meta protocol router: no matched route for request '\d+'$"),
+        "node": (
+            "Error",
+            r"^..meta protocol router: no matched route for request '\d+' \(.+/.+\)$",
+        ),
         "python": (
             "DubboResponseException",
-            r"^\nmeta protocol router: no matched route for request '\d+'$",
+            r"^\nmeta protocol router: no matched route for request '\d+' \(.+/.+\)$",
         ),
     },
 }
