@@ -163,7 +163,9 @@ def test_thrift_server_200_concurrent_connections(
     barrier = threading.Barrier(n, timeout=30)
 
     def one(i: int) -> str:
-        with make_thrift_client(impl, transport, protocol, server.host, server.port) as c:
+        with make_thrift_client(
+            impl, transport, protocol, server.host, server.port, timeout=30
+        ) as c:
             barrier.wait()  # all n connections are open at the same time
             return f"{c.echo(str(i))}/{c.whoami()}"
 
