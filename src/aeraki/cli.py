@@ -57,7 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate = sub.add_parser("validate", help="check a bootstrap and list every problem")
     validate.add_argument("-c", "--config", required=True, help="bootstrap file (YAML or JSON)")
+    explain = sub.add_parser(
+        "explain",
+        help="show which route a request would take, matcher by matcher",
+        description="Match a request described by KEY=VALUE metadata (e.g. method=sayHello "
+        "interface=org.apache.dubbo.samples.basic.api.DemoService) against the static routes "
+        "of a bootstrap's listeners and explain every decision.",
+    )
+    explain.add_argument("-c", "--config", required=True, help="bootstrap file (YAML or JSON)")
+    explain.add_argument("--listener", help="only this listener (default: every listener)")
+    explain.add_argument(
+        "metadata", nargs="*", type=_key_value, help="request metadata as KEY=VALUE"
+    )
     return parser
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def _run_loop(main: object, loop_name: str) -> None:
@@ -100,6 +119,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from aeraki.codec.api import Metadata
+    from aeraki.proxy.bootstrap import load_bootstrap
+    from aeraki.proxy.routing import RouteTable
+
+    config = load_bootstrap(args.config)
+    listeners = [item for item in config.listeners if args.listener in (None, item.name)]
+    if not listeners:
+        names = ", ".join(item.name for item in config.listeners) or "none"
+        print(
+            f"aeraki: no listener {args.listener!r} in {args.config} (listeners: {names})",
+            file=sys.stderr,
+        )
+        return 2
+    metadata = Metadata()
+    for key, value in args.metadata:
+        metadata.put_string(key, value)
+    for listener in listeners:
+        proxy = listener.proxy
+        metadata.put_string("x-meta-protocol-application-protocol", proxy.application_protocol)
+        print(f"listener {listener.name} ({listener.address}, {proxy.application_protocol}):")
+        if proxy.route_table is None:
+            print(f"  routes arrive over RDS ({proxy.rds_name!r}); nothing static to explain")
+            continue
+        for line in RouteTable.compile(proxy.route_table).explain(metadata):
+            print(f"  {line}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aeraki`` console script."""
     args = _parser().parse_args(argv)
@@ -107,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    commands = {"proxy": _cmd_proxy, "validate": _cmd_validate}
+    commands = {"proxy": _cmd_proxy, "validate": _cmd_validate, "explain": _cmd_explain}
     try:
         return commands[args.command](args)
     except ConfigError as exc:

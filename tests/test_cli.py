@@ -1,0 +1,71 @@
+"""The ``aeraki`` command line: validate, explain, and argument errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aeraki.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "bootstraps"
+DUBBO = str(EXAMPLES / "dubbo.yaml")
+INTERFACE = "interface=org.apache.dubbo.samples.basic.api.DemoService"
+
+
+def test_validate_accepts_a_good_bootstrap(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-c", DUBBO]) == 0
+    assert "OK (1 listener(s), 2 cluster(s))" in capsys.readouterr().out
+
+
+def test_validate_names_every_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (EXAMPLES / "thrift.yaml").read_text()
+    bad.write_text(text.replace("port_value: 9091", "port_value: 0").replace("5s", "-1s"))
+    assert main(["validate", "-c", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "invalid configuration" in err
+    assert "socket_address.port_value" in err
+    assert "connect_timeout" in err
+
+
+def test_missing_file_is_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-c", "/nonexistent/bootstrap.yaml"]) == 1
+    assert "/nonexistent/bootstrap.yaml" in capsys.readouterr().err
+
+
+def test_explain_shows_the_matching_route(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-c", DUBBO, INTERFACE, "method=sayHello", "foo=bar"]) == 0
+    out = capsys.readouterr().out
+    assert "MATCH route default-route" in out
+    assert "ok   foo exact 'bar': value 'bar'" in out
+
+
+def test_explain_says_why_nothing_matched(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-c", DUBBO, INTERFACE, "method=sayHello"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL foo exact 'bar': absent" in out
+    assert "no route matched: RouteNotFound" in out
+
+
+def test_explain_unknown_listener_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "-c", DUBBO, "--listener", "nope"]) == 2
+    assert "no listener 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "-c", DUBBO, "not-a-pair"], "expected KEY=VALUE"),
+        (["proxy", "-c", DUBBO, "--drain-timeout", "-3"], "must be positive"),
+        (["proxy", "-c", DUBBO, "--drain-timeout", "soon"], "not a number"),
+        (["proxy"], "required: -c/--config"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_argument(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
