@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aeraki.control.sources.api import ConfigSource, EventType, ResourceEvent, ResourceStore
+from aeraki.control.sources.api import ConfigSource, EventType, ResourceStore
 from aeraki.control.sources.files import FileSource, parse_manifests
+from tests.control.sources.helpers import Watch
 
 
 def metarouter(name: str, subset: str, namespace: str | None = "meta") -> str:
@@ -32,41 +33,6 @@ kind: ServiceEntry
 metadata: {name: se1, namespace: meta}
 spec: {hosts: [a.b], ports: [{number: 9090, name: tcp-metaprotocol-thrift, protocol: TCP}]}
 """
-
-
-class Watch:
-    """Drain a source's stream in a task and take from it with deadlines (no fixed sleeps).
-
-    A task, because cancelling a step of an async generator (``wait_for(anext(...))``) ends it.
-    """
-
-    def __init__(self, source: ConfigSource, interval: float = 0.02) -> None:
-        self.source = source
-        self.interval = interval
-        self.queue: asyncio.Queue[ResourceEvent] = asyncio.Queue()
-        self.task = asyncio.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        async for event in self.source.events():
-            self.queue.put_nowait(event)
-
-    async def take(self, count: int, within: float = 5.0) -> list[ResourceEvent]:
-        got: list[ResourceEvent] = []
-        async with asyncio.timeout(within):
-            while len(got) < count:
-                got.append(await self.queue.get())
-        return got
-
-    async def quiet(self, polls: int = 5) -> list[ResourceEvent]:
-        """Events arriving within a few poll intervals (expected: none)."""
-        try:
-            return await self.take(1, within=self.interval * polls)
-        except TimeoutError:
-            return []
-
-    async def close(self) -> None:
-        await self.source.close()
-        await asyncio.wait_for(self.task, 5)
 
 
 def write(path: Path, text: str) -> None:
