@@ -15,9 +15,11 @@ from aeraki.control.xds import (
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    ProxyStatus,
     Snapshot,
     SnapshotCache,
     StreamKind,
+    XdsCallbacks,
     XdsServer,
 )
 from aeraki.errors import ConfigError
@@ -273,3 +275,49 @@ async def test_inconsistent_snapshot_is_refused_and_nothing_is_pushed(
         cache.set_snapshot("n1", bad)
     assert info.value.path.endswith("rds.route_config_name")
     assert await client.barrier() == []
+
+
+class Recorder(XdsCallbacks):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def on_stream_open(self, status: ProxyStatus) -> None:
+        self.events.append(("open", status.node_id))
+
+    def on_stream_closed(self, status: ProxyStatus) -> None:
+        self.events.append(("closed", status.node_id))
+
+    def on_ack(self, status: ProxyStatus, type_url: str, version: str) -> None:
+        self.events.append(("ack", type_url, version))
+
+    def on_nack(self, status: ProxyStatus, type_url: str, version: str, reason: str) -> None:
+        self.events.append(("nack", type_url, version, reason))
+
+
+async def test_callbacks_see_open_ack_nack_and_close(cache: SnapshotCache) -> None:
+    recorder = Recorder()
+    server = XdsServer(cache, recorder)
+    await server.start("127.0.0.1", 0)
+    snap = snapshot()
+    cache.set_snapshot("n1", snap)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            client = AdsClient(channel, "n1")
+            client.subscribe(LISTENER_TYPE)
+            first = await client.recv()
+            client.ack(first)
+            cache.set_snapshot("n1", snapshot(with_l2=False))
+            [second] = await client.barrier()
+            client.nack(second, "nope")
+            await client.barrier()
+            await client.close()
+            await wait_for(lambda: not server.proxies(), "the stream to close")
+    finally:
+        await server.stop(None)
+    version = snap.version(LISTENER_TYPE)
+    assert [e for e in recorder.events if e[1] == LISTENER_TYPE or e[0] != "ack"] == [
+        ("open", "n1"),
+        ("ack", LISTENER_TYPE, version),
+        ("nack", LISTENER_TYPE, second.version_info, "nope"),
+        ("closed", "n1"),
+    ]
