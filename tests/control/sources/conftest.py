@@ -9,6 +9,13 @@ import pytest
 from aeraki.control.sources.api import DEFAULT_KINDS
 from aeraki.control.sources.kubeclient import ClusterConfig, KubeClient
 from tests.control.sources.fake_apiserver import FakeApiServer
+from tests.control.sources.helpers import close_all_watches
+
+
+@pytest.fixture(autouse=True)
+async def _close_watches() -> AsyncIterator[None]:
+    yield
+    await close_all_watches()
 
 
 @pytest.fixture
@@ -25,4 +32,5 @@ async def apiserver() -> AsyncIterator[FakeApiServer]:
 async def kube(apiserver: FakeApiServer) -> AsyncIterator[KubeClient]:
     client = KubeClient(ClusterConfig(server=apiserver.url, token="t0ken"), request_timeout=5.0)
     yield client
+    await close_all_watches()  # before the client closes under the sources' feet
     await client.close()

@@ -62,7 +62,7 @@ class _Kind:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Watcher:
     kind: _Kind
     namespace: str | None

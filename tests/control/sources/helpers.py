@@ -19,6 +19,7 @@ class Watch:
         self.interval = interval
         self.queue: asyncio.Queue[ResourceEvent] = asyncio.Queue()
         self.task = asyncio.create_task(self._drain())
+        OPEN_WATCHES.append(self)
 
     async def _drain(self) -> None:
         async for event in self.source.events():
@@ -39,8 +40,19 @@ class Watch:
             return []
 
     async def close(self) -> None:
+        if self in OPEN_WATCHES:
+            OPEN_WATCHES.remove(self)
         await self.source.close()
         await asyncio.wait_for(self.task, 5)
+
+
+OPEN_WATCHES: list[Watch] = []
+
+
+async def close_all_watches() -> None:
+    """Teardown: a failed test must not leave sources polling into the next one."""
+    for watch in list(OPEN_WATCHES):
+        await watch.close()
 
 
 async def poll_until(
