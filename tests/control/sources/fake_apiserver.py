@@ -19,7 +19,8 @@ What it reproduces, because clients depend on it:
   409 AlreadyExists on POST, 409 Conflict on PUT with a stale ``metadata.resourceVersion``
   (what Lease-based leader election relies on).
 Test hooks: ``create``/``update``/``delete``/``compact``/``drop_watches``/``send_bookmarks``/
-``fail_next``, ``before_request``, plus ``requests`` (every method, path and query received).
+``fail_next``/``clear_failures``, ``before_request``, plus ``requests`` (every method, path and
+query received).
 
 NOT implemented (it is a fake): authentication and authorization (an ``Authorization`` header is
 only recorded), label/field selectors, ``resourceVersionMatch`` and list from a given version,
@@ -189,6 +190,9 @@ class FakeApiServer:
     def fail_next(self, status: int, count: int = 1, path_contains: str = "") -> None:
         """The next ``count`` requests whose path contains ``path_contains`` get ``status``."""
         self._failures.extend([(status, path_contains)] * count)
+
+    def clear_failures(self) -> None:
+        self._failures.clear()
 
     # ----------------------------------------------------------------- storage
     def _locate(self, obj: JsonDict) -> tuple[_Kind, str, str]:
