@@ -26,7 +26,7 @@ NOT implemented (it is a fake): authentication and authorization (an ``Authoriza
 only recorded), label/field selectors, ``resourceVersionMatch`` and list from a given version,
 PATCH, server-side apply, subresources (``/status``, ``/scale``), admission, validation and
 defaulting against schemas, finalizers and graceful deletion, API discovery (``/apis``),
-protobuf/table output, watch-list streaming (``sendInitialEvents``), HTTP/2, TLS, and versions
+protobuf/table output, watch-list streaming (``sendInitialEvents``), HTTP/2, and versions
 of one group as distinct storage (each registered plural has one version).
 """
 
@@ -37,6 +37,7 @@ import base64
 import contextlib
 import itertools
 import json
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,16 +124,17 @@ class FakeApiServer:
         self._kinds[(group, plural)] = k
         self._objects.setdefault(k, {})
 
-    async def start(self) -> str:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Listen on 127.0.0.1, a free port; HTTPS when given a context (to test client TLS)."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         server: Any = site._server  # aiohttp exposes no public way to read the bound port
         port = server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
         return self.url
 
     async def stop(self) -> None:
