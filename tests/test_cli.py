@@ -69,3 +69,34 @@ def test_bad_arguments_exit_2_naming_the_argument(
         main(argv)
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_validate_manifests_reports_file_line_resource_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "router.yaml").write_text(
+        """\
+apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata:
+  name: broken
+  namespace: meta
+spec:
+  hosts:
+    - thrift-sample-server.meta.svc.cluster.local
+  routes:
+    - name: v1
+      route:
+        - destination:
+            host: thrift-sample-server.meta.svc.cluster.local
+          weight: lots
+"""
+    )
+    assert main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "router.yaml:14: error: MetaRouter meta/broken: spec.routes[0].route[0].weight" in out
+
+
+def test_validate_needs_something_to_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate"]) == 2
+    assert "give manifest paths" in capsys.readouterr().err
