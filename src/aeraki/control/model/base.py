@@ -104,7 +104,7 @@ class Problem:
                 where += f":{self.column}"
         parts = [where, self.severity.value]
         if self.kind:
-            ident = f"{self.namespace}/{self.name}" if self.namespace else self.name
+            ident = f"{self.namespace}/{self.name}" if self.namespace and self.name else self.name
             parts.append(f"{self.kind} {ident}".rstrip())
         if self.field_path:
             parts.append(self.field_path)

@@ -59,6 +59,25 @@ class Reader:
 
     def __init__(self, report: Report) -> None:
         self.report = report
+        # list path -> source index of each kept item, for lists where a bad item was dropped
+        self._kept: dict[str, list[int]] = {}
+
+    def item(self, list_path: str, position: int) -> str:
+        """Path of the ``position``-th *parsed* item of a list, as indexed in the source.
+
+        Bad items are dropped from the model; rules that run afterwards must still point at
+        the user's ``[i]``, not at the position in the shorter tuple.
+        """
+        kept = self._kept.get(list_path)
+        return index_path(list_path, kept[position] if kept else position)
+
+    def has_error_under(self, path: str) -> bool:
+        """Whether an error was already reported at or below ``path`` (avoids cascades)."""
+        return any(
+            p.is_error
+            and (p.field_path == path or p.field_path.startswith((path + ".", path + "[")))
+            for p in self.report.problems
+        )
 
     def error(self, path: str, message: str) -> None:
         self.report.error(path, message)
@@ -126,6 +145,7 @@ class Reader:
             self.error(sub, f"expected a list, got {describe(value)}")
             return ()
         out: list[T] = []
+        kept: list[int] = []
         for i, item in enumerate(value):
             if item is None:
                 self.error(index_path(sub, i), null_message)
@@ -133,6 +153,9 @@ class Reader:
             parsed = parse(item, index_path(sub, i))
             if parsed is not None:
                 out.append(parsed)
+                kept.append(i)
+        if len(kept) != len(value):
+            self._kept[sub] = kept
         return tuple(out)
 
     # --- scalars -----------------------------------------------------------------------------

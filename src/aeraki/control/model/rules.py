@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aeraki.control.model.base import child_path, index_path
+from aeraki.control.model.base import child_path
 from aeraki.control.model.common import Destination, MatchKind, StringMatch
 from aeraki.control.model.istio import DestinationRuleSpec, ServiceEntrySpec
 from aeraki.control.model.metaprotocol import (
@@ -81,9 +81,9 @@ def check_destination(r: Reader, dest: Destination, path: str) -> None:
 def _check_mutation(r: Reader, items: tuple[KeyValue, ...], path: str) -> None:
     for i, item in enumerate(items):
         if not item.key:
-            r.error(child_path(index_path(path, i), "key"), "mutation key cannot be empty")
+            r.error(child_path(r.item(path, i), "key"), "mutation key cannot be empty")
         if not item.value:
-            r.error(child_path(index_path(path, i), "value"), "mutation value cannot be empty")
+            r.error(child_path(r.item(path, i), "value"), "mutation value cannot be empty")
 
 
 def _check_route(r: Reader, route: MetaRoute, path: str) -> None:
@@ -105,15 +105,16 @@ def _check_route(r: Reader, route: MetaRoute, path: str) -> None:
     if route.mirror is not None:
         check_destination(r, route.mirror, child_path(path, "mirror"))
     dests_path = child_path(path, "route")
+    bad_input = r.has_error_under(dests_path)  # a weight that failed conversion reads as 0
     if not route.route:
         r.error(dests_path, "a route must has at least one destination")
     for i, dest in enumerate(route.route):
-        item = index_path(dests_path, i)
+        item = r.item(dests_path, i)
         check_destination(r, dest.destination, child_path(item, "destination"))
         if dest.weight > 100:
             r.error(child_path(item, "weight"), f"percentage {dest.weight} is not in range 0..100")
     total = sum(d.weight for d in route.route)
-    if len(route.route) > 1 and total != 100:
+    if len(route.route) > 1 and total != 100 and not bad_input:
         r.error(dests_path, f"total destination weight {total} != 100")
 
 
@@ -146,7 +147,7 @@ def _check_local(r: Reader, limit: LocalRateLimit, path: str) -> None:
     if limit.token_bucket is not None:
         _check_bucket(r, limit.token_bucket, child_path(path, "tokenBucket"))
     for i, cond in enumerate(limit.conditions):
-        item = index_path(child_path(path, "conditions"), i)
+        item = r.item(child_path(path, "conditions"), i)
         if cond.match is None:
             r.error(child_path(item, "match"), "localRateLimit condition match cannot be null")
         _check_match(r, cond.match, child_path(item, "match"))
@@ -169,7 +170,7 @@ def _check_global(r: Reader, limit: GlobalRateLimit, path: str) -> None:
     if not limit.descriptors:
         r.error(descriptors, "globalRateLimit must have descriptors")
     for i, desc in enumerate(limit.descriptors):
-        item = index_path(descriptors, i)
+        item = r.item(descriptors, i)
         if not desc.descriptor_key:
             r.error(
                 child_path(item, "descriptorKey"), "globalRateLimit descriptor key cannot be empty"
@@ -180,9 +181,14 @@ def _check_global(r: Reader, limit: GlobalRateLimit, path: str) -> None:
             )
 
 
+def _last(path: str) -> str:
+    """``ports[0]`` out of ``spec.ports[0]``: how a message names a sibling item."""
+    return path.rsplit(".", 1)[-1]
+
+
 def check_export_to(r: Reader, entries: tuple[str, ...], namespace: str, path: str) -> None:
     for index, message in export_to_errors(entries, namespace):
-        r.error(index_path(path, index) if index >= 0 else path, message)
+        r.error(r.item(path, index) if index >= 0 else path, message)
 
 
 def check_meta_router(r: Reader, spec: MetaRouterSpec, namespace: str, path: str) -> None:
@@ -195,14 +201,14 @@ def check_meta_router(r: Reader, spec: MetaRouterSpec, namespace: str, path: str
     else:
         problem = fqdn_error(spec.hosts[0])
         if problem:
-            r.error(index_path(hosts, 0), problem)
+            r.error(r.item(hosts, 0), problem)
     if not spec.routes and spec.global_rate_limit is None and spec.local_rate_limit is None:
         r.error(
             path, "meta router must at least have one of routes, globalRateLimit, or LocalRateLimit"
         )
     catch_all_seen = False
     for i, route in enumerate(spec.routes):
-        item = index_path(child_path(path, "routes"), i)
+        item = r.item(child_path(path, "routes"), i)
         _check_route(r, route, item)
         if catch_all_seen:
             r.warning(item, f"MetaRouter rule #{i} not used (only the last rule can have no match)")
@@ -240,14 +246,13 @@ def check_service_entry(r: Reader, spec: ServiceEntrySpec, namespace: str, path:
 def check_destination_rule(r: Reader, spec: DestinationRuleSpec, namespace: str, path: str) -> None:
     seen: dict[str, int] = {}
     for i, subset in enumerate(spec.subsets):
-        name_path = child_path(index_path(child_path(path, "subsets"), i), "name")
+        subsets = child_path(path, "subsets")
+        name_path = child_path(r.item(subsets, i), "name")
         if not is_dns1123_label(subset.name):
             r.error(name_path, f"subset name is invalid: {subset.name}")
         if subset.name in seen:
-            r.error(
-                name_path,
-                f"duplicate subset name {subset.name} (also subsets[{seen[subset.name]}])",
-            )
+            first = _last(r.item(subsets, seen[subset.name]))
+            r.error(name_path, f"duplicate subset name {subset.name} (also {first})")
         seen.setdefault(subset.name, i)
     check_export_to(r, spec.export_to, namespace, child_path(path, "exportTo"))
 
@@ -257,9 +262,9 @@ def check_virtual_service(r: Reader, spec: VirtualServiceSpec, namespace: str, p
     if not spec.hosts:
         r.error(child_path(path, "hosts"), "virtual service must have at least one host")
     for i, route in enumerate(spec.http):
-        item = index_path(child_path(path, "http"), i)
+        item = r.item(child_path(path, "http"), i)
         for j, match in enumerate(route.match):
-            match_path = index_path(child_path(item, "match"), j)
+            match_path = r.item(child_path(item, "match"), j)
             if match.method is not None:
                 check_matches(r, {"method": match.method}, match_path)
             check_matches(r, match.headers, child_path(match_path, "headers"))
@@ -267,8 +272,8 @@ def check_virtual_service(r: Reader, spec: VirtualServiceSpec, namespace: str, p
         if not route.route:
             r.error(dests, "a route must has at least one destination")
         for j, dest in enumerate(route.route):
-            check_destination(r, dest.destination, child_path(index_path(dests, j), "destination"))
+            check_destination(r, dest.destination, child_path(r.item(dests, j), "destination"))
         total = sum(d.weight for d in route.route)
-        if len(route.route) > 1 and total != 100:
+        if len(route.route) > 1 and total != 100 and not r.has_error_under(dests):
             r.warning(dests, f"total destination weight {total} != 100 (weights are relative)")
     check_export_to(r, spec.export_to, namespace, child_path(path, "exportTo"))

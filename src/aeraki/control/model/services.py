@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 
-from aeraki.control.model.base import child_path, index_path
+from aeraki.control.model.base import child_path
 from aeraki.control.model.istio import ServiceEntrySpec
 from aeraki.control.model.reader import Reader
 
@@ -78,13 +78,14 @@ def check_service_entry_ports(r: Reader, spec: ServiceEntrySpec, path: str) -> N
     numbers: dict[int, int] = {}
     names = {p.name for p in spec.ports if p.name}
     for i, port in enumerate(spec.ports):
-        item = index_path(ports, i)
+        item = r.item(ports, i)
         if port.number == 0:
             r.error(child_path(item, "number"), "port number 0 must be in the range 1..65535")
         elif port.number in numbers:
             r.error(
                 child_path(item, "number"),
-                f"port number {port.number} is already defined by ports[{numbers[port.number]}]",
+                f"port number {port.number} is already defined by "
+                f"{r.item(ports, numbers[port.number]).rsplit('.', 1)[-1]}",
             )
         numbers.setdefault(port.number, i)
         if not port.name:
@@ -98,7 +99,7 @@ def check_service_entry_ports(r: Reader, spec: ServiceEntrySpec, path: str) -> N
                 "(name MetaProtocol ports tcp-metaprotocol-<protocol>[-<suffix>])",
             )
     for i, endpoint in enumerate(spec.endpoints):
-        item = index_path(child_path(path, "endpoints"), i)
+        item = r.item(child_path(path, "endpoints"), i)
         if spec.resolution == "STATIC" and not _is_ip(endpoint.address):
             r.error(
                 child_path(item, "address"),
