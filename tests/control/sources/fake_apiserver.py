@@ -1,33 +1,28 @@
 """A faithful-enough fake Kubernetes API server (aiohttp, 127.0.0.1 only) for source tests.
 
-No kube-apiserver can run here, so the list/watch, 410 and Lease paths are tested against this.
-What it reproduces, because clients depend on it:
-- a global ``resourceVersion`` counter bumped by every write, stamped in ``metadata``; ``uid``,
-  ``creationTimestamp`` and ``generation`` (bumped when ``spec`` changes) set by the server;
-- list with ``limit``/``continue`` served from a snapshot taken at the first page (what etcd's
-  MVCC gives), ``metadata.resourceVersion`` of that snapshot, ``remainingItemCount``; core-group
-  list items without ``kind``/``apiVersion`` (as the real server omits them), CRD items with;
-- watch (``?watch=true``): chunked JSON lines ``ADDED``/``MODIFIED``/``DELETED``/``BOOKMARK``/
-  ``ERROR``; ``resourceVersion`` unset or ``"0"`` = synthetic ADDED of current objects first;
-  otherwise replay of the event log after that version; ``timeoutSeconds`` closes the stream;
-  bookmarks only with ``allowWatchBookmarks=true`` (periodic if ``bookmark_interval`` is set, or
-  on ``send_bookmarks()``);
-- a compaction window (``compaction_window`` events kept, or ``compact()``): a watch from an
-  older version gets an ``ERROR`` event with a 410 ``Expired`` Status (as the real server does
-  for watches), or an HTTP 410 with ``gone_as="status"``; an expired ``continue`` token gets 410;
-- GET/POST/PUT/DELETE of single objects with ``kind: Status`` errors: 404 NotFound,
-  409 AlreadyExists on POST, 409 Conflict on PUT with a stale ``metadata.resourceVersion``
-  (what Lease-based leader election relies on).
-Test hooks: ``create``/``update``/``delete``/``compact``/``drop_watches``/``send_bookmarks``/
-``fail_next``/``clear_failures``, ``before_request``, plus ``requests`` (every method, path and
-query received).
+No kube-apiserver can run here, so list/watch, 410 and Lease paths are tested against this. It
+reproduces what clients depend on:
+- a global ``resourceVersion`` bumped by every write; ``uid``, ``creationTimestamp`` and
+  ``generation`` (bumped when ``spec`` changes) set by the server;
+- list with ``limit``/``continue`` served from a snapshot taken at the first page (etcd MVCC),
+  ``remainingItemCount``; core-group list items without ``kind``/``apiVersion``, as the real one;
+- watch: chunked JSON lines ``ADDED``/``MODIFIED``/``DELETED``/``BOOKMARK``/``ERROR``; no
+  ``resourceVersion`` (or ``"0"``) = synthetic ADDED of current objects first, else a replay of
+  the log after it; ``timeoutSeconds``; bookmarks only with ``allowWatchBookmarks=true``
+  (every ``bookmark_interval``, or on ``send_bookmarks()``);
+- a compaction window (``compaction_window`` events, or ``compact()``): a watch from an older
+  version gets an ``ERROR`` event with a 410 ``Expired`` Status (as the real server does), or
+  HTTP 410 with ``gone_as="status"``; an expired ``continue`` token gets HTTP 410;
+- GET/POST/PUT/DELETE of one object with ``Status`` errors: 404 NotFound, 409 AlreadyExists,
+  409 Conflict on PUT with a stale ``metadata.resourceVersion`` (what leader election needs).
+Hooks: create/update/delete/get, compact, drop_watches (cut mid-stream), send_bookmarks,
+fail_next/clear_failures, before_request; ``requests`` and ``auth_headers`` record traffic.
 
-NOT implemented (it is a fake): authentication and authorization (an ``Authorization`` header is
-only recorded), label/field selectors, ``resourceVersionMatch`` and list from a given version,
-PATCH, server-side apply, subresources (``/status``, ``/scale``), admission, validation and
-defaulting against schemas, finalizers and graceful deletion, API discovery (``/apis``),
-protobuf/table output, watch-list streaming (``sendInitialEvents``), HTTP/2, and versions
-of one group as distinct storage (each registered plural has one version).
+NOT implemented (it is a fake): authentication/authorization (the header is only recorded),
+label/field selectors, ``resourceVersionMatch`` and lists at a given version, PATCH and
+server-side apply, subresources (``/status``), admission, schema validation and defaulting,
+finalizers and graceful deletion, discovery (``/apis``), protobuf/table output, watch-list
+(``sendInitialEvents``), HTTP/2, several versions of one group as distinct storage.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import ssl
 import uuid
@@ -84,6 +78,14 @@ def _status(code: int, reason: str, message: str) -> JsonDict:
     }
 
 
+def _probe(api_version: str, kind: str, namespace: str, name: str) -> JsonDict:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"namespace": namespace, "name": name},
+    }
+
+
 def _error(code: int, reason: str, message: str) -> web.Response:
     return web.json_response(_status(code, reason, message), status=code)
 
@@ -116,7 +118,6 @@ class FakeApiServer:
         self.url = ""
         self.register("coordination.k8s.io", "v1", "Lease", "leases")
 
-    # ----------------------------------------------------------------- lifecycle and hooks
     def register(
         self, group: str, version: str, kind: str, plural: str, namespaced: bool = True
     ) -> None:
@@ -163,15 +164,11 @@ class FakeApiServer:
         return self._write(kind, "MODIFIED", obj)
 
     def delete(self, api_version: str, kind_name: str, namespace: str, name: str) -> JsonDict:
-        probe: JsonDict = {"apiVersion": api_version, "kind": kind_name}
-        probe["metadata"] = {"namespace": namespace, "name": name}
-        kind, ns, name = self._locate(probe)
+        kind, ns, name = self._locate(_probe(api_version, kind_name, namespace, name))
         return self._write(kind, "DELETED", self._objects[kind][(ns, name)])
 
     def get(self, api_version: str, kind_name: str, namespace: str, name: str) -> JsonDict | None:
-        probe: JsonDict = {"apiVersion": api_version, "kind": kind_name}
-        probe["metadata"] = {"namespace": namespace, "name": name}
-        kind, ns, name = self._locate(probe)
+        kind, ns, name = self._locate(_probe(api_version, kind_name, namespace, name))
         return self._objects[kind].get((ns, name))
 
     def compact(self) -> None:
@@ -196,7 +193,6 @@ class FakeApiServer:
     def clear_failures(self) -> None:
         self._failures.clear()
 
-    # ----------------------------------------------------------------- storage
     def _locate(self, obj: JsonDict) -> tuple[_Kind, str, str]:
         group, _, _version = str(obj["apiVersion"]).rpartition("/")
         matches = [k for k in self._kinds.values() if k.group == group and k.kind == obj["kind"]]
@@ -244,7 +240,6 @@ class FakeApiServer:
             "object": {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": meta},
         }
 
-    # ----------------------------------------------------------------- HTTP
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         self.requests.append((request.method, request.path, query))
@@ -345,8 +340,7 @@ class FakeApiServer:
     ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        ticks = itertools.count()
-        for _ in ticks:  # ends on timeout, drop or close
+        while True:  # ends on timeout, drop or close
             wait = deadline - loop.time()
             if wait <= 0:
                 return
