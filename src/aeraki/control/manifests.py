@@ -151,6 +151,8 @@ def _load_chunk(chunk: str, offset: int, file: str, index: int) -> RawDocument |
         body = loader.construct_document(node)
     finally:
         loader.dispose()
+    if body is None:  # "---" followed by nothing but comments: an empty document
+        return None
     lines: dict[str, int] = {}
     _index_lines(node, "", offset, lines)
     origin = Origin(file=file, index=index, line=node.start_mark.line + offset + 1, lines=lines)
