@@ -1,0 +1,186 @@
+"""From raw stored objects to the configuration the translator reads, keeping last good versions.
+
+Issue 3, item 2: "a bad manifest is reported and skipped; the last good config of the other
+resources stays in force". :class:`ConfigBuilder` goes one step further, per resource: when a
+MetaRouter that used to be valid is edited into something invalid (a typo in a field, a subset
+that does not exist), the proxies keep routing by its *last good version* instead of losing the
+routes altogether — withdrawing a MetaRouter would silently send traffic to the default route,
+which is exactly the outage a typo should not cause. The problem stays reported (log, counter,
+status) until the resource is fixed; a resource that never was valid is simply left out.
+
+Parsing is cached per stored object, so a push after editing one file re-parses one resource;
+the cross-resource checks (:func:`~aeraki.control.validation.check_config`) run over the whole
+set each time because a DestinationRule edit can invalidate a MetaRouter elsewhere.
+
+The control plane's metrics are declared here, once (style anchors §9 rule 11).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aeraki.control.model import KINDS, ConfigSnapshot, Origin, Parsed, Problem, parse_resource
+from aeraki.control.model.base import Severity
+from aeraki.control.sources.api import JsonDict, ResourceKey
+from aeraki.control.validation import check_config
+
+__all__ = [
+    "CONTROL_METRICS",
+    "BuildResult",
+    "ConfigBuilder",
+    "ControlMetrics",
+    "MetricSpec",
+    "parse_origin",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One declared metric of the control plane."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+
+
+CONTROL_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("pushes_total", "counter", "Debounced pushes run (config rebuilt, nodes updated)."),
+    MetricSpec("push_nodes_total", "counter", "Node snapshots changed by pushes and connects."),
+    MetricSpec("push_duration_seconds", "gauge", "Duration of the last push."),
+    MetricSpec("push_duration_seconds_max", "gauge", "Longest push since start."),
+    MetricSpec("config_events_total", "counter", "Source events that changed the store."),
+    MetricSpec("config_resources", "gauge", "Resources in force (valid or kept last good)."),
+    MetricSpec("config_problems", "gauge", "Current problems: config, sources, translation."),
+    MetricSpec("config_errors_total", "counter", "Resource errors reported (each new one once)."),
+    MetricSpec("config_fallbacks", "gauge", "Invalid resources replaced by their last good one."),
+    MetricSpec("source_problems_total", "counter", "Manifest files that failed to parse/read."),
+    MetricSpec("translation_problems_total", "counter", "Problems reported by translation."),
+    MetricSpec("snapshots_rejected_total", "counter", "Snapshots refused (inconsistent/bad)."),
+    MetricSpec("proxies_connected", "gauge", "ADS streams open with a known node."),
+)
+
+
+@dataclass(slots=True)
+class ControlMetrics:
+    """Current values of :data:`CONTROL_METRICS` (plain slots: read by status and tests)."""
+
+    pushes_total: int = 0
+    push_nodes_total: int = 0
+    push_duration_seconds: float = 0.0
+    push_duration_seconds_max: float = 0.0
+    config_events_total: int = 0
+    config_resources: int = 0
+    config_problems: int = 0
+    config_errors_total: int = 0
+    config_fallbacks: int = 0
+    source_problems_total: int = 0
+    translation_problems_total: int = 0
+    snapshots_rejected_total: int = 0
+    proxies_connected: int = 0
+
+    def snapshot(self) -> dict[str, float]:
+        """``{name: value}`` in declaration order (for /stats-like output)."""
+        return {spec.name: getattr(self, spec.name) for spec in CONTROL_METRICS}
+
+
+def parse_origin(origin: str) -> Origin:
+    """A source's ``origin`` string (``path:line`` for files, anything else verbatim)."""
+    path, sep, line = origin.rpartition(":")
+    if sep and path and line.isdigit():
+        return Origin(file=path, line=int(line))
+    return Origin(file=origin)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildResult:
+    """One rebuild: the configuration to translate and every problem to show.
+
+    ``config.problems`` describe the manifests *as they are now* (the invalid version, not the
+    kept one) plus one warning per resource kept at its last good version (``fallbacks``).
+    """
+
+    config: ConfigSnapshot
+    fallbacks: tuple[ResourceKey, ...] = ()
+
+
+@dataclass(slots=True)
+class _Entry:
+    obj: JsonDict
+    parsed: Parsed
+
+
+class ConfigBuilder:
+    """Parse and check stored objects into a :class:`ConfigSnapshot`, per-resource last good."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[ResourceKey, _Entry] = {}
+        self._last_good: dict[ResourceKey, Parsed] = {}
+
+    def build(self, items: Iterable[tuple[ResourceKey, JsonDict, str]]) -> BuildResult:
+        """Rebuild from ``(key, object, origin)`` of every stored resource (sorted by key).
+
+        Kinds the model does not read (Kubernetes Services/Endpoints, kept in the store for
+        service discovery) are skipped here.
+        """
+        current: dict[ResourceKey, Parsed] = {}
+        for key, obj, origin in items:
+            if key[0] not in KINDS:
+                continue
+            entry = self._parsed.get(key)
+            if entry is None or (entry.obj is not obj and entry.obj != obj):
+                entry = _Entry(obj, parse_resource(obj, parse_origin(origin)))
+                self._parsed[key] = entry
+            current[key] = entry.parsed
+        for gone in set(self._parsed) - set(current):  # deleted: withdrawn, not an error
+            del self._parsed[gone]
+            self._last_good.pop(gone, None)
+
+        first = check_config(list(current.values()))
+        valid = {id(res) for res in first.resources()}
+        fallbacks: dict[ResourceKey, Parsed] = {}
+        for key, parsed in current.items():
+            if parsed.resource is not None and id(parsed.resource) in valid:
+                continue
+            good = self._last_good.get(key)
+            if good is not None and good is not parsed:
+                fallbacks[key] = good
+        chosen = {key: fallbacks.get(key, parsed) for key, parsed in current.items()}
+        final = check_config(list(chosen.values())) if fallbacks else first
+        in_force = {id(res) for res in final.resources()}
+        notes: list[Problem] = []
+        for key, parsed in chosen.items():
+            kept = parsed.resource is not None and id(parsed.resource) in in_force
+            if kept:
+                self._last_good[key] = parsed
+            if key in fallbacks:
+                notes.append(_fallback_note(key, parsed, kept))
+        problems = (*first.problems, *notes)
+        kept_keys = tuple(k for k in fallbacks if chosen[k] is self._last_good.get(k))
+        return BuildResult(
+            config=dataclasses.replace(final, problems=problems), fallbacks=kept_keys
+        )
+
+
+def _fallback_note(key: ResourceKey, good: Parsed, kept: bool) -> Problem:
+    kind, namespace, name = key
+    assert good.resource is not None
+    origin: Any = good.resource.meta.origin
+    if kept:
+        message = (
+            f"the last good version (loaded from {origin.format()}) stays in force "
+            "until the errors above are fixed"
+        )
+    else:
+        message = "its last good version is no longer valid either; the resource is withdrawn"
+    return Problem(
+        severity=Severity.WARNING,
+        message=message,
+        file=origin.file,
+        line=origin.line,
+        kind=kind,
+        namespace=namespace,
+        name=name,
+    )
