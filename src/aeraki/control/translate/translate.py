@@ -1,0 +1,265 @@
+"""``translate()``: one node's listeners, clusters, endpoints and routes from a config snapshot.
+
+Pure and deterministic: the same snapshot and node give the same resources in the same order
+(clusters, endpoints, listeners, routes, each sorted by name), so the content-hash versions of
+:mod:`aeraki.control.xds.snapshot` only change when the configuration does.
+
+Scoping ("each proxy receives only what its node needs", issue 3 item 5):
+
+- Outbound: every service port visible to the node's namespace (``exportTo``), narrowed to the
+  hosts in ``SERVICES`` when the node sends it. Clusters follow: ``outbound|<port>||<host>``
+  and one per DestinationRule subset for each of those ports, plus every cluster a route,
+  mirror or rate-limit service names (even on a host outside ``SERVICES``), so no route of the
+  node dangles.
+- Inbound: the ports of every ServiceEntry whose workload selector (or ``workloadSelector``
+  annotation, §3.2) matches the node's ``LABELS``: the node is that service's server sidecar.
+- Two listeners on one address and port: the first (load order) is kept, the second reported
+  naming both and skipped; the rest of the configuration is still translated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf.message import Message
+
+from aeraki.control.model.base import Problem, Resource, Severity
+from aeraki.control.model.config import ConfigSnapshot
+from aeraki.control.model.istio import ServiceEntrySpec
+from aeraki.control.model.services import Protocol
+from aeraki.control.translate.api import (
+    DATA_PLANE_ENVOY,
+    DATA_PLANE_PYTHON,
+    NodeInfo,
+    TranslateOptions,
+    Translation,
+)
+from aeraki.control.translate.catalog import Catalog, PortRef, parse_cluster_name, problem
+from aeraki.control.translate.clusters import build_cluster, static_cluster
+from aeraki.control.translate.listeners import (
+    MPP_FILTER,
+    inbound_cluster_name,
+    listener,
+    meta_protocol_filters,
+    meta_protocol_proxy,
+)
+from aeraki.control.translate.native import native_inbound, native_outbound
+from aeraki.control.translate.routes import http_route_configuration, plan_routes
+
+__all__ = ["translate"]
+
+
+def _loopback(addresses: tuple[str, ...]) -> str | None:
+    for text in addresses:
+        try:
+            if ipaddress.ip_address(text).is_loopback:
+                return text
+        except ValueError:
+            continue  # a CIDR range: not a bind address
+    return None
+
+
+def workload_selector(se: Resource[ServiceEntrySpec]) -> Mapping[str, str]:
+    """``spec.workloadSelector.labels``, else the ``workloadSelector`` annotation (§3.2:
+    ``"v"`` ⇒ ``{app: v}``, ``"k: v"`` ⇒ ``{k: v}``); empty means "no server side" (§16.5)."""
+    if se.spec.workload_selector:
+        return se.spec.workload_selector
+    text = se.meta.annotations.get("workloadSelector", "").replace(" ", "")
+    if not text:
+        return {}
+    key, sep, value = text.partition(":")
+    return {key: value} if sep else {"app": text}
+
+
+class _Builder:
+    def __init__(self, config: ConfigSnapshot, node: NodeInfo, options: TranslateOptions) -> None:
+        self.catalog = Catalog(config, node.namespace)
+        self.node = node
+        self.options = options
+        self.listeners: dict[str, Message] = {}
+        self.routes: dict[str, Message] = {}
+        self.clusters: dict[str, Message] = {}
+        self.assignments: dict[str, Message] = {}
+        self.bound: dict[tuple[str, int], PortRef] = {}
+        #: cluster name -> (resource, field path) that asked for it, for problems.
+        self.wanted: dict[str, tuple[Resource[Any], str]] = {}
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.catalog.problems
+
+    def _bind(self, address: str, port: int, ref: PortRef, direction: str) -> bool:
+        other = self.bound.setdefault((address, port), ref)
+        if other is ref:
+            return True
+        o = other.entry.meta
+        self.problems.append(
+            problem(
+                ref.entry,
+                ref.path,
+                f"{direction} listener {address}:{port} for {ref.host}:{ref.number} collides "
+                f"with {other.host}:{other.number} (ServiceEntry {o.namespace}/{o.name}); "
+                "this one is skipped",
+            )
+        )
+        return False
+
+    def _want(self, name: str, res: Resource[Any], path: str) -> None:
+        self.wanted.setdefault(name, (res, path))
+
+    def outbound(self) -> None:
+        services = self.node.services
+        plane = self.node.data_plane
+        for ref in self.catalog.ports.values():
+            if services is not None and ref.host not in services:
+                continue
+            native = ref.protocol is not Protocol.METAPROTOCOL and plane != DATA_PLANE_PYTHON
+            if ref.protocol is Protocol.METAPROTOCOL and plane == DATA_PLANE_ENVOY:
+                continue  # stock Envoy has no MetaProtocol filter
+            address = _loopback(ref.entry.spec.addresses) or self.node.bind_address(
+                self.options.bind_address
+            )
+            if not self._bind(address, ref.number, ref, "outbound"):
+                continue
+            name = f"{address}_{ref.number}"
+            plans = plan_routes(self.catalog, ref)
+            mr = self.catalog.meta_router(ref.host)
+            if native:
+                built = native_outbound(self.catalog, ref, name, address, plans)
+                if built is None:
+                    continue
+                self.listeners[name] = built
+            else:
+                filters = meta_protocol_filters(
+                    self.catalog,
+                    mr,
+                    self.options,
+                    with_rate_limits=self.options.rate_limit_side == "outbound",
+                )
+                proxy = meta_protocol_proxy(
+                    ref,
+                    f"outbound|{ref.number}||{ref.host}",
+                    filters,
+                    route_config_name=ref.route_name,
+                )
+                self.listeners[name] = listener(name, address, ref.number, MPP_FILTER, proxy)
+                self.routes[ref.route_name] = http_route_configuration(ref.route_name, plans)
+                if mr is not None and mr.spec.global_rate_limit and len(filters) > 1:
+                    service = mr.spec.global_rate_limit.rate_limit_service
+                    self._want(service, mr, "spec.globalRateLimit.rateLimitService")
+            self._want(ref.cluster(), ref.entry, ref.path)
+            rule = self.catalog.destination_rule(ref.host)
+            for i, subset in enumerate(rule.spec.subsets if rule else ()):
+                assert rule is not None
+                self._want(ref.cluster(subset.name), rule, f"spec.subsets[{i}]")
+            origin: Resource[Any] = mr or self.catalog.virtual_service(ref.host) or ref.entry
+            for plan in plans:
+                for cluster in plan.clusters:
+                    self._want(cluster, origin, "spec")
+
+    def inbound(self) -> None:
+        labels = self.node.labels
+        if not labels:
+            return
+        plane = self.node.data_plane
+        ips = self.node.instance_ips
+        ip = ips[0] if ips else self.node.bind_address(self.options.bind_address)
+        app_ports = self.node.metadata.get("APP_PORTS")
+        for se in self.catalog.all_entries:
+            selector = workload_selector(se)
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for ref in self.catalog.port_refs(se):
+                if ref.protocol is Protocol.METAPROTOCOL and plane == DATA_PLANE_ENVOY:
+                    continue
+                port = (
+                    next(
+                        (
+                            ep.ports.get(ref.port.name)
+                            for ep in se.spec.endpoints
+                            if ep.address == ip
+                        ),
+                        None,
+                    )
+                    or ref.port.target_port
+                    or ref.number
+                )
+                app_port = port
+                if isinstance(app_ports, Mapping):
+                    app_port = int(app_ports.get(str(ref.number), port))
+                if (self.options.app_address, app_port) == (ip, port):
+                    self.problems.append(
+                        problem(
+                            se,
+                            ref.path,
+                            f"inbound listener {ip}:{port} would forward to itself: give the "
+                            "node an INSTANCE_IPS other than the app address, or APP_PORTS",
+                        )
+                    )
+                    continue
+                if not self._bind(ip, port, ref, "inbound"):
+                    continue
+                name = f"inbound_{ip}_{port}"
+                cluster = inbound_cluster_name(ref.number)
+                if ref.protocol is not Protocol.METAPROTOCOL and plane != DATA_PLANE_PYTHON:
+                    self.listeners[name] = native_inbound(ref, name, ip, port, cluster)
+                else:
+                    filters = meta_protocol_filters(
+                        self.catalog,
+                        self.catalog.meta_router(ref.host),
+                        self.options,
+                        with_rate_limits=self.options.rate_limit_side == "inbound",
+                    )
+                    proxy = meta_protocol_proxy(ref, cluster, filters, inline_cluster=cluster)
+                    self.listeners[name] = listener(name, ip, port, MPP_FILTER, proxy)
+                self.clusters[cluster] = static_cluster(
+                    cluster, self.options.app_address, app_port, self.options
+                )
+
+    def build_clusters(self) -> None:
+        for name, (res, path) in self.wanted.items():
+            if name in self.clusters:
+                continue
+            parsed = parse_cluster_name(name)
+            ref = self.catalog.ports.get((parsed[2], parsed[0])) if parsed else None
+            if parsed is None or ref is None:
+                self.problems.append(
+                    problem(
+                        res,
+                        path,
+                        f"cluster {name!r}: no visible ServiceEntry defines this host and port; "
+                        "requests sent there fail",
+                        Severity.WARNING,
+                    )
+                )
+                continue
+            cluster, assignment = build_cluster(self.catalog, ref, parsed[1], self.options)
+            self.clusters[name] = cluster
+            if assignment is not None:
+                self.assignments[name] = assignment
+
+    def result(self) -> Translation:
+        resources: list[Message] = []
+        for table in (self.clusters, self.assignments, self.listeners, self.routes):
+            resources.extend(table[k] for k in sorted(table))
+        return Translation(resources=tuple(resources), problems=tuple(dict.fromkeys(self.problems)))
+
+
+_DEFAULT_OPTIONS = TranslateOptions()
+
+
+def translate(
+    config: ConfigSnapshot, node: NodeInfo, options: TranslateOptions = _DEFAULT_OPTIONS
+) -> Translation:
+    """The xDS resources ``node`` needs from ``config`` (see the module docstring for scope).
+
+    Never raises on bad configuration: what cannot be translated is reported in
+    :attr:`Translation.problems` and left out, and everything else is still translated.
+    """
+    builder = _Builder(config, node, options)
+    builder.outbound()
+    builder.inbound()
+    builder.build_clusters()
+    return builder.result()
