@@ -77,7 +77,8 @@ spec:
 
 
 def to_subset(host: str, subset: str, name: str = "r") -> str:
-    return f"    - name: {name}\n      route: [{{destination: {{host: {host}, subset: {subset}}}}}]\n"
+    dest = f"{{destination: {{host: {host}, subset: {subset}}}}}"
+    return f"    - name: {name}\n      route: [{dest}]\n"
 
 
 def write_mesh(root: Path, thrift_port: int = 19090, dubbo_port: int = 19880) -> None:
@@ -265,7 +266,7 @@ async def test_node_connecting_before_sync_waits_for_the_first_push(tmp_path: Pa
     gate = asyncio.Event()
 
     class SlowSource(FileSource):
-        async def events(self) -> AsyncIterator[Any]:  # type: ignore[override]
+        async def events(self) -> AsyncIterator[Any]:
             await gate.wait()
             async for event in super().events():
                 yield event
@@ -306,7 +307,8 @@ async def test_metarouter_edit_is_one_debounced_push(harness: Harness) -> None:
     assert route_clusters(new, f"{THRIFT}_19090") == [f"outbound|19090|v2|{THRIFT}"]
     assert route_clusters(new, f"{DUBBO}_19880") == [f"outbound|19880|v2|{DUBBO}"]
     push = harness.plane.last_push
-    assert push is not None and push.nodes == 1
+    assert push is not None
+    assert push.nodes == 1
 
 
 async def test_broken_yaml_is_reported_and_last_good_kept(harness: Harness) -> None:
@@ -317,7 +319,8 @@ async def test_broken_yaml_is_reported_and_last_good_kept(harness: Harness) -> N
     await harness.wait(lambda: harness.plane.metrics.source_problems_total == 1)
     problems = harness.plane.problems()
     assert len(problems) == 1
-    assert "thrift-route.yaml" in problems[0] and "invalid YAML" in problems[0]
+    assert "thrift-route.yaml" in problems[0]
+    assert "invalid YAML" in problems[0]
     assert harness.snapshot("proxy-a") == old
     # fixing the file clears the problem and the change goes through
     await harness.edit(
@@ -372,7 +375,8 @@ async def test_two_nodes_with_different_metadata_get_different_snapshots(
     await harness.wait(lambda: harness.plane.in_sync())
     assert harness.plane.metrics.proxies_connected == 2
     narrow, wide = harness.snapshot("thrift-only"), harness.snapshot("everything")
-    assert narrow is not None and wide is not None
+    assert narrow is not None
+    assert wide is not None
     assert set(narrow.messages(LISTENER_TYPE)) == {f"{THRIFT}_19090"}
     assert len(wide.messages(LISTENER_TYPE)) == 2
     # a change reaches both, each through its own translation

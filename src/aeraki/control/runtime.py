@@ -50,7 +50,7 @@ from aeraki.control.xds import (
 )
 from aeraki.errors import ConfigError
 
-__all__ = ["ControlPlane", "Translator", "TranslationResult"]
+__all__ = ["ControlPlane", "TranslationResult", "Translator", "translate_options"]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,9 @@ def _real_node_info(node: base_pb2.Node) -> Any:
     return _translate_module().NodeInfo.from_proto(node)
 
 
-def _real_options() -> Any:
-    return _translate_module().TranslateOptions()
+def translate_options(**overrides: Any) -> Any:
+    """The real translator's ``TranslateOptions(**overrides)``."""
+    return _translate_module().TranslateOptions(**overrides)
 
 
 class _Callbacks(XdsCallbacks):
@@ -137,7 +138,7 @@ class ControlPlane:
         self._translate: Translator = translator or _real_translate
         self._node_info: NodeInfoFactory = node_info or _real_node_info
         if options is None and translator is None:
-            options = _real_options()
+            options = translate_options()
         self.options = options
         self.store = ResourceStore()
         self.cache = SnapshotCache(self._key_of)

@@ -1,0 +1,394 @@
+"""``aeraki control`` and ``aeraki run``: the control plane as a command (issue 3, items 2 and 9).
+
+- ``aeraki control DIR`` (or ``--kubernetes``) serves xDS from a watched manifest directory (or
+  the Kubernetes API) until SIGTERM/SIGINT.
+- ``aeraki run DIR`` is the one-machine mesh: the control plane *and* our proxy in one process,
+  the proxy an ordinary ADS client of the in-process xDS server (the same path a separate proxy
+  takes, so what works here works split), with a live status view.
+
+:func:`add_commands` registers both on the ``aeraki`` parser (``src/aeraki/cli.py``). Every
+tunable is declared once in :data:`SETTINGS`, with its flag, environment variable, default and
+help (style anchors §9 rule 11); a non-empty environment variable wins over the default, a flag
+over both, and every value is logged at startup (reference §13.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aeraki.control.runtime import (
+    ControlPlane,
+    NodeInfoFactory,
+    Translator,
+    translate_options,
+)
+from aeraki.control.sources.api import ConfigSource
+from aeraki.control.status import render
+
+__all__ = ["SETTINGS", "add_commands", "local_proxy_bootstrap", "run_mesh"]
+
+log = logging.getLogger(__name__)
+
+Command = Callable[[argparse.Namespace], int]
+
+#: Node id of the proxy ``aeraki run`` starts (no metadata: it gets every service).
+RUN_NODE_ID = "aeraki-run"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One tunable: ``--flag``, its environment variable, default and help."""
+
+    flag: str
+    env: str
+    default: str
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def value(self) -> str:
+        return os.environ.get(self.env) or self.default
+
+
+SETTINGS: dict[str, Setting] = {
+    s.dest: s
+    for s in (
+        Setting("--xds-address", "AERAKI_XDS_ADDRESS", "127.0.0.1:15010", "ADS listen HOST:PORT"),
+        Setting("--quiet-ms", "AERAKI_DEBOUNCE_QUIET_MS", "100", "debounce quiet period (ms)"),
+        Setting("--max-delay-ms", "AERAKI_DEBOUNCE_MAX_MS", "1000", "longest a change waits (ms)"),
+        Setting("--poll-ms", "AERAKI_POLL_MS", "500", "manifest directory polling (ms)"),
+        Setting(
+            "--bind-address",
+            "AERAKI_BIND_ADDRESS",
+            "127.0.0.1",
+            "where proxies' outbound listeners bind (translation default)",
+        ),
+    )
+}
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of ms: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value / 1000.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+_TYPES: dict[str, Callable[[str], Any]] = {
+    "xds_address": _address,
+    "quiet_ms": _milliseconds,
+    "max_delay_ms": _milliseconds,
+    "poll_ms": _milliseconds,
+    "bind_address": str,
+}
+
+
+def _add_settings(parser: argparse.ArgumentParser, xds_default: str | None = None) -> None:
+    for dest, setting in SETTINGS.items():
+        default = setting.value()
+        if dest == "xds_address" and xds_default is not None and setting.env not in os.environ:
+            default = xds_default
+        parser.add_argument(
+            setting.flag,
+            type=_TYPES[dest],
+            default=_TYPES[dest](default),
+            help=f"{setting.help} (env {setting.env}; default {default})",
+        )
+
+
+def add_commands(subparsers: argparse._SubParsersAction[Any]) -> dict[str, Command]:
+    """Register ``control`` and ``run``; returns ``{name: function(args) -> exit status}``."""
+    control = subparsers.add_parser(
+        "control",
+        help="serve xDS from a watched manifest directory or the Kubernetes API",
+        description="Run the control plane: watch MetaRouter, ApplicationProtocol, "
+        "ServiceEntry, DestinationRule and VirtualService resources and push per-node xDS "
+        "(ADS, state of the world and delta) to every connected proxy until SIGTERM.",
+    )
+    control.add_argument("directory", nargs="?", help="manifest directory (watched)")
+    control.add_argument(
+        "--kubernetes", action="store_true", help="list+watch the Kubernetes API instead"
+    )
+    control.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~)")
+    control.add_argument("--namespace", help="watch one namespace (default: all)")
+    _add_settings(control)
+    run = subparsers.add_parser(
+        "run",
+        help="control plane + proxy on this machine from a manifest directory, with live status",
+        description="Start the control plane on a manifest directory and our proxy as its "
+        "ADS client in one process; show services, routes, clusters, proxies, the last push "
+        "and problems, refreshed every second. Edit the manifests while it runs.",
+    )
+    run.add_argument("directory", help="manifest directory (watched)")
+    run.add_argument("--duration", type=_seconds, help="stop after this many seconds")
+    run.add_argument("--admin-port", type=int, help="proxy admin on 127.0.0.1:PORT")
+    run.add_argument("--delta", action="store_true", help="proxy uses delta ADS")
+    _add_settings(run, xds_default="127.0.0.1:0")
+    return {"control": cmd_control, "run": cmd_run}
+
+
+def _log_settings(args: argparse.Namespace) -> None:
+    for name, value in sorted(vars(args).items()):
+        if not callable(value):
+            log.info("Aeraki parameter: %s: %s", name, value)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    return translate_options(bind_address=args.bind_address)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    if bool(args.directory) == bool(args.kubernetes):
+        print("aeraki control: give a manifest DIR or --kubernetes (not both)", file=sys.stderr)
+        return 2
+    if args.directory and not os.path.exists(args.directory):
+        print(f"aeraki control: {args.directory}: no such file or directory", file=sys.stderr)
+        return 2
+    _log_settings(args)
+    return asyncio.run(_control(args))
+
+
+async def _control(args: argparse.Namespace) -> int:
+    host, port = args.xds_address
+    closers: list[Callable[[], Any]] = []
+    source: ConfigSource
+    if args.kubernetes:
+        from aeraki.control.sources.kubeclient import KubeClient, load_config
+        from aeraki.control.sources.kubernetes import KubernetesSource
+
+        client = KubeClient(load_config(args.kubeconfig))
+        closers.append(client.close)
+        source = KubernetesSource(client, namespace=args.namespace)
+    else:
+        from aeraki.control.sources.files import FileSource
+
+        source = FileSource(args.directory, interval=args.poll_ms or 0.5)
+    plane = ControlPlane(
+        source,
+        xds_host=host,
+        xds_port=port,
+        options=_options(args),
+        quiet=args.quiet_ms,
+        max_delay=args.max_delay_ms,
+    )
+    if hasattr(source, "on_problem"):
+        source.on_problem = plane.on_source_problem
+    try:
+        await plane.run_until_signalled()
+    finally:
+        for close in closers:
+            await close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not os.path.isdir(args.directory):
+        print(f"aeraki run: {args.directory}: not a directory", file=sys.stderr)
+        return 2
+    _log_settings(args)
+    host, port = args.xds_address
+    return asyncio.run(
+        run_mesh(
+            args.directory,
+            duration=args.duration,
+            xds_host=host,
+            xds_port=port,
+            admin_port=args.admin_port,
+            delta=args.delta,
+            quiet=args.quiet_ms,
+            max_delay=args.max_delay_ms,
+            poll=args.poll_ms or 0.5,
+            options=_options(args),
+        )
+    )
+
+
+def local_proxy_bootstrap(
+    xds_port: int, *, node_id: str = RUN_NODE_ID, admin_port: int | None = None, delta: bool = False
+) -> dict[str, Any]:
+    """An Envoy-format bootstrap for our proxy: everything over ADS from 127.0.0.1:xds_port."""
+    ads = {"ads": {}, "resource_api_version": "V3"}
+    bootstrap: dict[str, Any] = {
+        "node": {"id": node_id, "cluster": node_id},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "aeraki_xds"}}],
+            },
+            "lds_config": ads,
+            "cds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": "aeraki_xds",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "http2_protocol_options": {},
+                    "load_assignment": {
+                        "cluster_name": "aeraki_xds",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": "127.0.0.1",
+                                                    "port_value": xds_port,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ]
+        },
+    }
+    if admin_port is not None:
+        bootstrap["admin"] = {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
+        }
+    return bootstrap
+
+
+async def run_mesh(
+    directory: str,
+    *,
+    duration: float | None = None,
+    xds_host: str = "127.0.0.1",
+    xds_port: int = 0,
+    admin_port: int | None = None,
+    delta: bool = False,
+    quiet: float = 0.1,
+    max_delay: float = 1.0,
+    poll: float = 0.5,
+    options: Any = None,
+    out: TextIO | None = None,
+    interval: float = 1.0,
+    stop: asyncio.Event | None = None,
+    translator: Translator | None = None,
+    node_info: NodeInfoFactory | None = None,
+) -> int:
+    """``aeraki run``: control plane + proxy until ``duration``, ``stop`` or a signal."""
+    from aeraki.control.sources.files import FileSource
+    from aeraki.proxy.bootstrap import bootstrap_from_dict
+    from aeraki.proxy.server import ProxyServer
+
+    out = out or sys.stdout
+    stop = stop or asyncio.Event()
+    source = FileSource(directory, interval=poll)
+    plane = ControlPlane(
+        source,
+        xds_host=xds_host,
+        xds_port=xds_port,
+        options=options,
+        quiet=quiet,
+        max_delay=max_delay,
+        translator=translator,
+        node_info=node_info,
+    )
+    source.on_problem = plane.on_source_problem
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    port = await plane.start()
+    config = bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=admin_port, delta=delta))
+    proxy = ProxyServer(config, drain_timeout=2.0)
+    try:
+        await proxy.start()
+        deadline = None if duration is None else loop.time() + duration
+        await _status_loop(plane, out, interval, stop, deadline, f"{directory}, xDS :{port}")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        await proxy.shutdown()
+        await plane.stop(grace=0.5)
+    return 0
+
+
+async def _status_loop(
+    plane: ControlPlane,
+    out: TextIO,
+    interval: float,
+    stop: asyncio.Event,
+    deadline: float | None,
+    where: str,
+) -> None:
+    """Redraw the status once per ``interval`` on a TTY; elsewhere print it when it changes."""
+    loop = asyncio.get_running_loop()
+    is_tty = out.isatty()
+    shown: tuple[list[str], object] = ([], None)
+    while True:
+        lines = render(plane.status(), title=f"aeraki run ({where})")
+        if is_tty:
+            out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+            out.flush()
+        else:  # a log: only when something changed (the "ago" in the push line always does)
+            current = ([ln for ln in lines if not ln.startswith("Last push:")], plane.last_push)
+            if current != shown:
+                out.write("\n".join(lines) + "\n\n")
+                out.flush()
+            shown = current
+        wait = interval
+        if deadline is not None:
+            wait = min(wait, deadline - loop.time())
+            if wait <= 0:
+                return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        if stop.is_set():
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m aeraki.control.cli control|run …`` (until ``aeraki`` itself registers them)."""
+    parser = argparse.ArgumentParser(prog="aeraki")
+    parser.add_argument("--log-level", default="warning", help="logging level (default warning)")
+    commands = add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
