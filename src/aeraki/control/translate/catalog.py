@@ -135,6 +135,22 @@ class Catalog:
             if se.spec.hosts and is_visible(se.spec.export_to, se.meta.namespace, namespace)
         )
         self.all_entries = config.service_entries
+        #: every port of a visible ServiceEntry, whatever its protocol: cluster targets (a
+        #: rate-limit service speaks gRPC, not MetaProtocol).
+        self.any_ports: dict[tuple[str, int], PortRef] = {}
+        for se in self.entries:
+            for i, port in enumerate(se.spec.ports):
+                self.any_ports.setdefault(
+                    (se.spec.hosts[0], port.number),
+                    PortRef(
+                        entry=se,
+                        index=i,
+                        port=port,
+                        protocol=protocol_of(port.name),
+                        app_protocol="",
+                        codec="",
+                    ),
+                )
         self.ports: dict[tuple[str, int], PortRef] = {}
         for se in self.entries:
             for ref in self.port_refs(se):

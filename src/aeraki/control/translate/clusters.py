@@ -43,6 +43,7 @@ _SIMPLE = {
     "RANDOM": cluster_pb2.Cluster.RANDOM,
 }
 _DNS = ("DNS", "DNS_ROUND_ROBIN")
+_HTTP2 = ("grpc", "http2", "h2c")
 _IGNORED_POLICIES = ("outlier_detection", "tls")
 
 
@@ -128,10 +129,11 @@ def _apply_lb(
     if lb is None:
         return
     assert rule is not None
+    index = next((i for i, s in enumerate(rule.spec.subsets) if s.name == subset), None)
     where = (
-        f"spec.subsets[{subset}].trafficPolicy.loadBalancer"
-        if subset
-        else ("spec.trafficPolicy.loadBalancer")
+        f"spec.subsets[{index}].trafficPolicy.loadBalancer"
+        if index is not None
+        else "spec.trafficPolicy.loadBalancer"
     )
     if lb.consistent_hash is not None:
         ch = lb.consistent_hash
@@ -184,6 +186,8 @@ def build_cluster(
         ),
     )
     _apply_lb(catalog, cluster, rule, subset, options)
+    if ref.port.name.split("-", 1)[0].lower() in _HTTP2:
+        cluster.http2_protocol_options.SetInParent()  # gRPC upstream (a rate-limit service)
     for policy in policies:
         for attr in _IGNORED_POLICIES:
             if getattr(policy, attr) is not None:

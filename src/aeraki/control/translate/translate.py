@@ -223,7 +223,8 @@ class _Builder:
             if name in self.clusters:
                 continue
             parsed = parse_cluster_name(name)
-            ref = self.catalog.ports.get((parsed[2], parsed[0])) if parsed else None
+            key = (parsed[2], parsed[0]) if parsed else None
+            ref = self.catalog.ports.get(key) or self.catalog.any_ports.get(key) if key else None
             if parsed is None or ref is None:
                 self.problems.append(
                     problem(
