@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from envoy.config.core.v3 import base_pb2
@@ -26,6 +27,15 @@ from tests.control.translate.helpers import (
 BASE = ("translate/services.yaml", "metaprotocol/base/destinationrule.yaml")
 DEMO = "org.apache.dubbo.samples.basic.api.demoservice"
 SECOND = "org.apache.dubbo.samples.basic.api.secondservice"
+
+
+def of_kind(t: Translation, kind: str) -> dict[str, Any]:
+    """``{name: message}`` of one resource kind (messages typed ``Any``: Envoy has no stubs)."""
+    out: dict[str, Any] = {}
+    for r in t.resources:
+        if r.DESCRIPTOR.name == kind:
+            out[getattr(r, "name", "") or getattr(r, "cluster_name", "")] = r
+    return out
 
 
 def names(t: Translation, kind: str) -> list[str]:
@@ -88,9 +98,9 @@ def test_export_to_hides_private_service_and_metarouter() -> None:
     inside = translate(config, NodeInfo(id="n", metadata={"NAMESPACE": "team"}))
     assert "hello.team.svc.cluster.local_9090" not in names(outside, "RouteConfiguration")
     assert "hello.team.svc.cluster.local_9090" in names(inside, "RouteConfiguration")
-    route = {r.name: r for r in inside.resources if r.DESCRIPTOR.name == "RouteConfiguration"}
+    route = of_kind(inside, "RouteConfiguration")
     assert route[f"{SECOND}_20880"].virtual_hosts[0].routes[0].name == "by-method"
-    route = {r.name: r for r in outside.resources if r.DESCRIPTOR.name == "RouteConfiguration"}
+    route = of_kind(outside, "RouteConfiguration")
     assert route[f"{SECOND}_20880"].virtual_hosts[0].routes[0].name == "default"
 
 
@@ -146,9 +156,7 @@ def test_dns_resolution_gives_strict_dns_cluster() -> None:
             )
         ),
     )
-    rls = next(
-        r for r in t2.resources if getattr(r, "name", "").startswith("outbound|8081||rate-limit")
-    )
+    rls = of_kind(t2, "Cluster")["outbound|8081||rate-limit-server.metaprotocol.svc.cluster.local"]
     assert rls.type == rls.STRICT_DNS
     assert rls.HasField("http2_protocol_options")
     address = rls.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address
