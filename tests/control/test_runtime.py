@@ -50,8 +50,8 @@ spec:
   ports: [{{number: {port}, name: {port_name}, protocol: TCP}}]
   resolution: STATIC
   endpoints:
-    - {{address: 127.0.0.1, ports: {{{port_name}: {v1}}}, labels: {{version: v1}}}}
-    - {{address: 127.0.0.1, ports: {{{port_name}: {v2}}}, labels: {{version: v2}}}}
+    - {{address: 127.0.0.1, ports: {{{port_name}: {v1}}}, labels: {{version: v1, app: {name}}}}}
+    - {{address: 127.0.0.1, ports: {{{port_name}: {v2}}}, labels: {{version: v2, app: {name}}}}}
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
