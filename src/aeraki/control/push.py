@@ -151,16 +151,18 @@ class ConfigBuilder:
         final = check_config(list(chosen.values())) if fallbacks else first
         in_force = {id(res) for res in final.resources()}
         notes: list[Problem] = []
+        kept_fallbacks: list[ResourceKey] = []
         for key, parsed in chosen.items():
             kept = parsed.resource is not None and id(parsed.resource) in in_force
             if kept:
                 self._last_good[key] = parsed
             if key in fallbacks:
                 notes.append(_fallback_note(key, parsed, kept))
+                if kept:
+                    kept_fallbacks.append(key)
         problems = (*first.problems, *notes)
-        kept_keys = tuple(k for k in fallbacks if chosen[k] is self._last_good.get(k))
         return BuildResult(
-            config=dataclasses.replace(final, problems=problems), fallbacks=kept_keys
+            config=dataclasses.replace(final, problems=problems), fallbacks=tuple(kept_fallbacks)
         )
 
 
