@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from aeraki.control import cli
+from aeraki.control.runtime import ControlPlane
 from aeraki.control.xds import LISTENER_TYPE
 from aeraki.proxy.bootstrap import bootstrap_from_dict
 from tests.control.test_runtime import DUBBO, THRIFT, write_mesh
@@ -92,6 +93,11 @@ def test_control_needs_exactly_one_source(
     assert commands["run"](args) == 2
 
 
+def test_control_plane_needs_a_source() -> None:
+    with pytest.raises(ValueError, match="at least one config source"):
+        ControlPlane([], translator=lambda *_: None)  # type: ignore[arg-type]
+
+
 def test_local_proxy_bootstrap_is_accepted_by_the_proxy() -> None:
     config = bootstrap_from_dict(cli.local_proxy_bootstrap(15010, admin_port=15000, delta=True))
     assert config.ads is not None
@@ -114,6 +120,8 @@ async def test_run_mesh_prints_status_when_it_changes(tmp_path: Path) -> None:
     assert f"{THRIFT} (meta-thrift/thrift) [r] * -> v1" in final
     assert f"outbound|{dubbo_port}|v2|{DUBBO}  127.0.0.1:20882" in final
     assert f"{cli.RUN_NODE_ID} (sotw, in sync)" in final
+    assert "    Listener: ACKed " in final
+    assert "    RouteConfiguration: ACKed " in final
     assert "Problems (0):" in final
     assert text.count("aeraki run (") < 10  # not redrawn every 0.1 s when nothing changes
 

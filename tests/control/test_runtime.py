@@ -1,8 +1,8 @@
 """The control-plane runtime with the real watched-directory source and real ADS streams.
 
-The translator is a small one written here (:class:`FakeTranslator`) so these tests pin the
-pipeline — debounce, last good config, per-node snapshots, consistency refusals — whatever the
-real translation does; tests/integration/test_control_e2e.py runs the real one.
+The translator is a small one written here (:class:`FakeTranslator`): these tests pin the
+pipeline (debounce, last good config, per-node snapshots, consistency refusals) whatever the
+real translation does. tests/integration/test_control_e2e.py runs the real one.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ from typing import Any
 
 import grpc
 import pytest
-from envoy.config.core.v3 import base_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3 import route_pb2
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from aeraki.control.model import ConfigSnapshot
 from aeraki.control.runtime import ControlPlane
 from aeraki.control.sources.files import FileSource
-from aeraki.control.status import render
 from aeraki.control.xds import CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, Snapshot
 from tests.control.xds.client import AdsClient
-from tests.control.xds.resources import eds_cluster, load_assignment, meta_listener
+from tests.control.xds.resources import eds_cluster, load_assignment, meta_listener, route_config
 
 THRIFT = "thrift-sample-server.meta-thrift.svc.cluster.local"
 DUBBO = "org.apache.dubbo.samples.basic.api.demoservice"
@@ -107,9 +105,9 @@ class FakeTranslation:
 
 @dataclass
 class FakeTranslator:
-    """Per SE port: EDS clusters per subset, a MetaProtocol listener and its routes (first
-    destination of each MetaRouter route). Node metadata ``ONLY`` keeps hosts with that prefix.
-    ``drop_routes`` makes every snapshot inconsistent (a listener naming a missing RDS)."""
+    """Per SE port: EDS clusters per subset, a MetaProtocol listener and one route (first
+    destination of the host's MetaRouter, else all endpoints). Node metadata ``ONLY`` keeps
+    hosts with that prefix; ``drop_routes`` makes snapshots inconsistent (RDS name dangles)."""
 
     calls: int = 0
     drop_routes: bool = False
@@ -142,28 +140,11 @@ class FakeTranslator:
                 out.append(meta_listener(route_name, port.number, route_name))
                 if self.drop_routes:
                     continue
-                rules = [("default", f"outbound|{port.number}||{host}")]
                 router = routers.get(host)
-                if router is not None and router.spec.routes:
-                    rules = [
-                        (r.name, f"outbound|{port.number}|{r.route[0].destination.subset}|{host}")
-                        for r in router.spec.routes
-                    ]
-                out.append(_routes(route_name, rules))
+                routes = router.spec.routes if router else ()
+                subset = routes[0].route[0].destination.subset if routes else ""
+                out.append(route_config(route_name, f"outbound|{port.number}|{subset}|{host}"))
         return FakeTranslation(tuple(out), tuple(self.problems))
-
-
-def _routes(name: str, rules: list[tuple[str, str]]) -> route_pb2.RouteConfiguration:
-    routes = [
-        route_components_pb2.Route(
-            name=rule_name,
-            match=route_components_pb2.RouteMatch(prefix=""),
-            route=route_components_pb2.RouteAction(cluster=cluster),
-        )
-        for rule_name, cluster in rules
-    ]
-    host = route_components_pb2.VirtualHost(name=name, domains=["*"], routes=routes)
-    return route_pb2.RouteConfiguration(name=name, virtual_hosts=[host])
 
 
 def route_clusters(snapshot: Snapshot | None, name: str) -> list[str]:
@@ -212,14 +193,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     write_mesh(root)
     source = FileSource(root, interval=0.05)
     translator = FakeTranslator()
-    plane = ControlPlane(
-        source,
-        xds_port=0,
-        quiet=0.1,
-        max_delay=1.0,
-        translator=translator,
-        node_info=lambda node: node,
-    )
+    plane = ControlPlane(source, xds_port=0, translator=translator, node_info=lambda n: n)
     source.on_problem = plane.on_source_problem
     port = await plane.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -417,25 +391,3 @@ async def test_disconnected_node_is_forgotten(harness: Harness) -> None:
     await client.close()
     await harness.wait(lambda: harness.plane.metrics.proxies_connected == 0)
     assert harness.snapshot("short-lived") is None
-
-
-async def test_status_view_lists_services_routes_clusters_and_proxies(harness: Harness) -> None:
-    harness.connect("proxy-a")
-    await harness.wait(lambda: harness.plane.in_sync("proxy-a"))
-    text = "\n".join(render(harness.plane.status(), title="test"))
-    assert f"{THRIFT} [19090/tcp-metaprotocol-thrift-server] 2 endpoint(s)" in text
-    assert f"{THRIFT} (meta-thrift/thrift) [r] * -> v1" in text
-    assert f"outbound|19090|v1|{THRIFT}  127.0.0.1:9091" in text
-    assert "proxy-a (sotw, in sync)" in text
-    assert "Listener: ACKed" in text
-    assert "Problems (0):" in text
-
-
-def test_a_source_is_required() -> None:
-    with pytest.raises(ValueError, match="at least one config source"):
-        ControlPlane([], translator=FakeTranslator())
-
-
-def test_fake_translator_nodes_are_envoy_nodes() -> None:
-    node = base_pb2.Node(id="n")
-    assert FakeTranslator()(ConfigSnapshot(), node, None).resources == ()
