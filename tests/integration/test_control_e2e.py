@@ -148,6 +148,7 @@ def dubbo_router(*routes: str) -> str:
 
 @pytest.fixture
 async def mesh(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     thrift_pair: tuple[ThriftServer, ThriftServer],
     dubbo_pair: tuple[DubboProvider, DubboProvider],
@@ -170,7 +171,9 @@ async def mesh(
     plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5)
     source.on_problem = plane.on_source_problem
     port = await plane.start()
-    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port)), drain_timeout=1.0)
+    delta = getattr(request, "param", "sotw") == "delta"  # the proxy's ADS flavour
+    bootstrap = local_proxy_bootstrap(port, delta=delta)
+    proxy = ProxyServer(bootstrap_from_dict(bootstrap), drain_timeout=1.0)
     await proxy.start()
     result = Mesh(root, plane, proxy, thrift_port, dubbo_port)
     try:
@@ -259,6 +262,7 @@ async def test_consistent_hash_same_key_same_host(mesh: Mesh) -> None:
     assert len(set(hellos)) == 1, hellos
 
 
+@pytest.mark.parametrize("mesh", ["sotw", "delta"], indirect=True)
 async def test_route_change_on_a_held_open_connection(mesh: Mesh) -> None:
     """A Thrift and a Dubbo client keep calling on one connection each while the MetaRouters
     move from v1 to v2: no call fails and the answers switch mid-connection."""
@@ -293,6 +297,9 @@ async def test_route_change_on_a_held_open_connection(mesh: Mesh) -> None:
         stop.set()
         results = await asyncio.gather(*loops, return_exceptions=True)
     assert [r for r in results if r is not None] == []  # zero failed calls
+    assert mesh.proxy.config.ads is not None
+    kind = "delta" if mesh.proxy.config.ads.delta else "sotw"
+    assert [p.kind.value for p in mesh.plane.server.proxies()] == [kind]
     for name, labels in seen.items():
         switch = labels.index("v2")
         assert set(labels[:switch]) == {"v1"}, name
