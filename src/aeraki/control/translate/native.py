@@ -30,7 +30,14 @@ from aeraki.control.translate.catalog import Catalog, PortRef, problem
 from aeraki.control.translate.listeners import listener
 from aeraki.control.translate.routes import RoutePlan
 
-__all__ = ["DUBBO_FILTER", "THRIFT_FILTER", "native_inbound", "native_outbound"]
+__all__ = [
+    "DUBBO_FILTER",
+    "THRIFT_FILTER",
+    "native_inbound",
+    "native_inbound_config",
+    "native_outbound",
+    "native_outbound_config",
+]
 
 DUBBO_FILTER = "envoy.filters.network.dubbo_proxy"
 THRIFT_FILTER = "envoy.filters.network.thrift_proxy"
@@ -110,10 +117,11 @@ def _thrift(stat_prefix: str, routes: list[thrift_route.Route]) -> Message:
     return out
 
 
-def native_outbound(
-    catalog: Catalog, ref: PortRef, name: str, address: str, plans: tuple[RoutePlan, ...]
-) -> listener_pb2.Listener | None:
-    """§8.1 / §9 outbound; ``None`` (and a problem) for Dubbo without ``interface``."""
+def native_outbound_config(
+    catalog: Catalog, ref: PortRef, plans: tuple[RoutePlan, ...]
+) -> tuple[str, Message] | None:
+    """§8.1 / §9 outbound filter ``(name, config)``; ``None`` (and a problem) for Dubbo
+    without ``interface``. Shared with the Istio EnvoyFilter rendering."""
     stat_prefix = f"outbound|{ref.number}||{ref.host}"
     if ref.protocol is Protocol.DUBBO:
         interface = ref.entry.meta.annotations.get("interface", "")
@@ -127,24 +135,35 @@ def native_outbound(
                 )
             )
             return None
-        config = _dubbo(stat_prefix, interface, [_dubbo_route(p) for p in plans])
-        return listener(name, address, ref.number, DUBBO_FILTER, config)
-    config = _thrift(stat_prefix, [_thrift_route(catalog, ref, p) for p in plans])
-    return listener(name, address, ref.number, THRIFT_FILTER, config)
+        return DUBBO_FILTER, _dubbo(stat_prefix, interface, [_dubbo_route(p) for p in plans])
+    return THRIFT_FILTER, _thrift(stat_prefix, [_thrift_route(catalog, ref, p) for p in plans])
+
+
+def native_inbound_config(ref: PortRef, cluster: str) -> tuple[str, Message]:
+    """§8.2 / §9 inbound filter ``(name, config)``: every request to ``cluster``."""
+    if ref.protocol is Protocol.DUBBO:
+        route = dubbo_route.Route()
+        route.match.method.name.CopyFrom(_string_matcher(_MATCH_ALL))
+        route.route.cluster = cluster
+        return DUBBO_FILTER, _dubbo(cluster, "*", [route])
+    t_route = thrift_route.Route()
+    t_route.match.method_name = ""
+    t_route.route.cluster = cluster
+    return THRIFT_FILTER, _thrift(cluster, [t_route])
+
+
+def native_outbound(
+    catalog: Catalog, ref: PortRef, name: str, address: str, plans: tuple[RoutePlan, ...]
+) -> listener_pb2.Listener | None:
+    """§8.1 / §9 outbound; ``None`` (and a problem) for Dubbo without ``interface``."""
+    built = native_outbound_config(catalog, ref, plans)
+    if built is None:
+        return None
+    return listener(name, address, ref.number, *built)
 
 
 def native_inbound(
     ref: PortRef, name: str, address: str, port: int, cluster: str
 ) -> listener_pb2.Listener:
     """§8.2 / §9 inbound: every request to the local application's cluster."""
-    if ref.protocol is Protocol.DUBBO:
-        route = dubbo_route.Route()
-        route.match.method.name.CopyFrom(_string_matcher(_MATCH_ALL))
-        route.route.cluster = cluster
-        config = _dubbo(cluster, "*", [route])
-        return listener(name, address, port, DUBBO_FILTER, config)
-    t_route = thrift_route.Route()
-    t_route.match.method_name = ""
-    t_route.route.cluster = cluster
-    config = _thrift(cluster, [t_route])
-    return listener(name, address, port, THRIFT_FILTER, config)
+    return listener(name, address, port, *native_inbound_config(ref, cluster))
