@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aeraki import __version__
 from aeraki.errors import AerakiError, ConfigError
@@ -29,6 +29,18 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+#: Commands registered by other packages (control plane), filled by ``_parser``.
+extra_commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def _add_control_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> dict[str, Callable[[argparse.Namespace], int]]:
+    from aeraki.control.cli import add_commands as add_control
+
+    return dict(add_control(sub))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop implementation (default: uvloop when installed)",
     )
+    extra_commands.update(_add_control_commands(sub))
     validate = sub.add_parser(
         "validate",
         help="check manifests (files or directories) and/or a bootstrap; list every problem",
@@ -173,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     commands = {"proxy": _cmd_proxy, "validate": _cmd_validate, "explain": _cmd_explain}
+    commands.update(extra_commands)
     try:
         return commands[args.command](args)
     except ConfigError as exc:

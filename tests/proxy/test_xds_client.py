@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -355,3 +356,21 @@ async def test_proxy_keeps_serving_while_the_control_plane_is_away(
     finally:
         await proxy.shutdown()
         v1.close()
+
+
+async def test_node_metadata_reaches_the_control_plane() -> None:
+    async with ads_server() as (ads, ads_port, _):
+        ads.set(TYPE_CDS, [])
+        ads.set(TYPE_LDS, [])
+        config = dataclasses.replace(
+            proxy_config(ads_port), node_metadata={"NAMESPACE": "meta", "SERVICES": ["a.b"]}
+        )
+        proxy = ProxyServer(config)
+        await proxy.start()
+        try:
+            request = await ads.wait_for(lambda r: r.type_url == TYPE_LDS)
+            assert request.node.id == "proxy-1"
+            assert request.node.metadata["NAMESPACE"] == "meta"
+            assert list(request.node.metadata["SERVICES"]) == ["a.b"]
+        finally:
+            await proxy.shutdown()

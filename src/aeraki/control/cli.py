@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 Command = Callable[[argparse.Namespace], int]
 
+#: Environment variable giving ``aeraki control --admin-address`` a default.
+ADMIN_ENV = "AERAKI_ADMIN_ADDRESS"
+
 #: Node id of the proxy ``aeraki run`` starts (no metadata: it gets every service).
 RUN_NODE_ID = "aeraki-run"
 
@@ -142,6 +145,13 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> dict[str, Comma
     )
     control.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~)")
     control.add_argument("--namespace", help="watch one namespace (default: all)")
+    admin_default = os.environ.get(ADMIN_ENV, "")
+    control.add_argument(
+        "--admin-address",
+        type=_address,
+        default=_address(admin_default) if admin_default else None,
+        help=f"admin HTTP HOST:PORT: /ready, /metrics, /status (env {ADMIN_ENV}; default off)",
+    )
     _add_settings(control)
     run = subparsers.add_parser(
         "run",
@@ -204,12 +214,27 @@ async def _control(args: argparse.Namespace) -> int:
     )
     if hasattr(source, "on_problem"):
         source.on_problem = plane.on_source_problem
+    if args.admin_address is not None:
+        from aeraki.admin_http import AdminHttpServer
+        from aeraki.control.admin import admin_routes
+
+        admin = AdminHttpServer(admin_routes(plane))
+        await admin.start(*args.admin_address)
+        log.info("control plane: admin on %s:%d", args.admin_address[0], admin.port)
+        closers.append(_async(admin.close))
     try:
         await plane.run_until_signalled()
     finally:
         for close in closers:
             await close()
     return 0
+
+
+def _async(close: Callable[[], None]) -> Callable[[], Any]:
+    async def closer() -> None:
+        close()
+
+    return closer
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ import yaml
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
+from google.protobuf import json_format
 
 import aeraki.xds  # noqa: F401  (registers Aeraki types so Any/json_format resolve them)
 from aeraki.errors import ConfigError
@@ -193,6 +194,7 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
         admin=admin,
         node_id=bootstrap.node.id,
         node_cluster=bootstrap.node.cluster,
+        node_metadata=json_format.MessageToDict(bootstrap.node.metadata),
         ads=ads,
     )
 

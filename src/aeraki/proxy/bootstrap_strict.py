@@ -28,7 +28,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources": "listeners clusters",
         "envoy.config.bootstrap.v3.Bootstrap.DynamicResources": "ads_config lds_config cds_config",
         "envoy.config.bootstrap.v3.Admin": "address",
-        "envoy.config.core.v3.Node": "id cluster",
+        "envoy.config.core.v3.Node": "id cluster metadata",
         "envoy.config.core.v3.ApiConfigSource": (
             "api_type transport_api_version grpc_services set_node_on_first_message_only"
         ),

@@ -237,4 +237,7 @@ class ProxyConfig:
     admin: AdminConfig | None = None
     node_id: str = ""
     node_cluster: str = ""
+    #: ``node.metadata`` as plain data; sent to the control plane, which may scope what
+    #: this proxy gets by it (e.g. NAMESPACE, SERVICES, BIND_ADDRESS).
+    node_metadata: Mapping[str, Any] = field(default_factory=dict)
     ads: AdsConfig | None = None

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from aeraki.proxy.admin import AdminServer
+from aeraki.admin_http import AdminHttpServer
+from aeraki.proxy.admin import admin_routes
 from aeraki.proxy.config import ListenerConfig, ProxyConfig
 from aeraki.proxy.listener import Listener, ListenerRuntime
 from aeraki.proxy.routing import RouteTable
@@ -46,7 +47,7 @@ class ProxyServer:
         self.static_listener_names = frozenset(c.name for c in config.listeners)
         #: route tables received over RDS, by route configuration name.
         self.routes: dict[str, RouteTable] = {}
-        self.admin: AdminServer | None = None
+        self.admin: AdminHttpServer | None = None
         self.xds: XdsClient | None = None
         self._ready = asyncio.Event()
         self.is_draining = False
@@ -65,7 +66,7 @@ class ProxyServer:
         for listener in self.listeners:
             await listener.start(reuse_port=reuse_port)
         if self.config.admin is not None:
-            self.admin = AdminServer(self)
+            self.admin = AdminHttpServer(admin_routes(self))
             address = self.config.admin.address
             await self.admin.start(address.host, address.port)
         if self.config.ads is not None:

@@ -72,7 +72,9 @@ class XdsClient:
     def __init__(self, server: ProxyServer, ads: AdsConfig) -> None:
         self.server = server
         self.ads = ads
-        self.node = base_pb2.Node(id=server.config.node_id, cluster=server.config.node_cluster)
+        config = server.config
+        self.node = base_pb2.Node(id=config.node_id, cluster=config.node_cluster)
+        self.node.metadata.update(dict(config.node_metadata))
         self._connected = False
         self._connection_changed = asyncio.Event()
         self.last_nack = ""
