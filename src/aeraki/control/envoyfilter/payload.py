@@ -15,6 +15,12 @@ Encoding (§5.4): proto field names (snake_case, as the e2e config dumps show; �
 enums and empty lists omitted, wrapped in ``udpa.type.v1.TypedStruct``. Whole-number doubles are
 written as integers (``{"value": 100}`` as in §6.1) so the object survives the API server's JSON
 round trip unchanged and reconciliation sees no spurious diff.
+
+Deviations inherited from the translation's builders, on purpose: native Dubbo header matches
+use ``string_match`` (Aeraki: deprecated ``exact_match``…) and weighted clusters carry no
+``total_weight`` (deprecated; Envoy uses the sum); a Thrift VirtualService exact ``method``
+match becomes ``method_name`` (Aeraki matched every method, §9); the global rate limit service
+carries ``transport_api_version: V3``.
 """
 
 from __future__ import annotations
