@@ -40,7 +40,11 @@ def _add_control_commands(
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     from aeraki.control.cli import add_commands as add_control
 
-    return dict(add_control(sub))
+    from aeraki.control.envoyfilter.cli import add_commands as add_envoyfilter
+
+    commands = dict(add_control(sub))
+    commands.update(add_envoyfilter(sub))
+    return commands
 
 
 def _parser() -> argparse.ArgumentParser:
