@@ -1,15 +1,18 @@
-"""``make demo``: two Thrift and two Dubbo backends, our proxy, and a live client, on 127.0.0.1.
+"""``make demo``: two Thrift and two Dubbo backends, ``aeraki run`` (control plane + proxy), and
+a live client, on 127.0.0.1, while the demo edits a MetaRouter: all to v1 → 20/80 → all to v2.
 
     python -m examples.demo            # what scripts/demo.sh runs
 
 Environment:
-    DEMO_SECONDS  how long the client runs (default 20; Ctrl-C ends it earlier)
+    DEMO_SECONDS  how long the client runs (default 30, at least 6; Ctrl-C ends it earlier);
+                  the routes change at 1/3 and 2/3 of it
     DEMO_RATE     calls per second on each listener (default 100)
-    DEMO_PORTS    "fixed" (default: the ports in examples/demo/bootstrap.yaml, checked free
-                  first) or "auto" (free ports, through a copy of the bootstrap)
+    DEMO_PORTS    "fixed" (default: the ports in examples/demo/manifests, checked free first)
+                  or "auto" (free ports, through the demo's copy of the manifests)
 
-Exit code 0 when the run completed (or was ended with Ctrl-C) and every process stopped;
-1 when something failed to start or died, 2 for a bad setting; 143 after SIGTERM.
+Exit code 0 when the run completed (or was ended with Ctrl-C) with no failed call and every
+process stopped; 1 when a call failed, something failed to start or died, or the proxy did not
+pick up a change; 2 for a bad setting; 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,38 +33,40 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-import yaml
-
-from examples.demo.client import ClientReport, DemoTargets, run_client, summary_lines
+from examples.demo.client import Traffic
 from examples.demo.layout import (
-    BOOTSTRAP,
+    MANIFESTS,
     DemoLayout,
     LayoutError,
+    Phase,
     PortInUseError,
     check_ports_free,
-    describe_routes,
-    expected_behaviour,
+    copy_manifests,
     load_layout,
+    load_phases,
     pick_free_ports,
-    remap_ports,
 )
 from examples.demo.processes import Child, Children, StartError, can_connect
+from examples.demo.runstatus import RunLogFollower
+from examples.demo.scenario import Scenario
 
 __all__ = ["main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
-DEFAULT_SECONDS = 20.0
+DEFAULT_SECONDS = 30.0
+MIN_SECONDS = 6.0
 MAX_SECONDS = 3600.0
 DEFAULT_RATE = 100.0
 MAX_RATE = 2000.0
 JAVA_READY_TIMEOUT = 60.0
 THRIFT_READY_TIMEOUT = 30.0
-PROXY_READY_TIMEOUT = 30.0
-#: Seconds the proxy may drain after SIGTERM (the client has closed its connections by then).
-PROXY_DRAIN = "2"
+#: Until ``aeraki run`` shows the proxy in sync with the phase-1 routes.
+MESH_READY_TIMEOUT = 30.0
+#: MetaRouters of the demo, ``namespace/name`` as the status view names them.
+ROUTERS = ("meta-thrift/thrift-sample-server", "meta-dubbo/dubbo-demoservice")
 #: Proxy stats printed at the end, per listener and per cluster.
-LISTENER_STATS = ("request", "response_success", "response_error", "route_not_found", "cx_total")
+LISTENER_STATS = ("request", "response_success", "response_error", "cx_total")
 CLUSTER_STATS = ("upstream_rq_total", "upstream_cx_total", "upstream_cx_connect_fail")
 
 
@@ -85,20 +91,18 @@ def _env_float(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
-def _prepare_bootstrap(layout: DemoLayout, work: Path, ports_mode: str) -> tuple[DemoLayout, Path]:
-    """The layout and bootstrap file to run: the shipped one, or a free-port copy."""
+def _prepare_manifests(work: Path, ports_mode: str) -> tuple[DemoLayout, Path]:
+    """The demo's manifest directory (a copy: the demo rewrites routes.yaml) and its layout."""
+    layout = load_layout(MANIFESTS)
+    directory = work / "manifests"
     if ports_mode == "fixed":
         check_ports_free(layout.ports())
-        return layout, BOOTSTRAP
+        copy_manifests(directory)
+        return layout, directory
     old = sorted(layout.ports())
     mapping = dict(zip(old, pick_free_ports(len(old)), strict=True))
-    config = remap_ports(layout.config, mapping)
-    path = work / "bootstrap.yaml"
-    path.write_text(
-        f"# {BOOTSTRAP} with free ports (DEMO_PORTS=auto)\n"
-        + yaml.safe_dump(config, sort_keys=False)
-    )
-    return load_layout(path), path
+    copy_manifests(directory, mapping)
+    return load_layout(directory, admin_port=mapping[layout.admin_port]), directory
 
 
 def _java_argv(port: int, label: str) -> list[str]:
@@ -129,54 +133,82 @@ def _admin_get(port: int, path: str, timeout: float = 2.0) -> bytes:
 
 def _ready(admin_port: int) -> bool:
     try:
-        return _admin_get(admin_port, "/ready", timeout=1.0).strip() != b""
+        return _admin_get(admin_port, "/ready", timeout=1.0).strip() == b"LIVE"
     except OSError:
         return False
 
 
-def _start_all(children: Children, layout: DemoLayout, bootstrap: Path) -> Child:
-    """Backends first (all at once, then wait for each), then the proxy; return the proxy."""
-    backends = []
+def _start_backends(children: Children, layout: DemoLayout) -> None:
+    """Every backend at once, then wait for each to accept connections."""
+    started = []
     for b in layout.backends:
         argv = _java_argv(b.port, b.label) if b.kind == "dubbo" else _thrift_argv(b.port, b.label)
-        backends.append((b, children.spawn(b.cluster, argv, b.port)))
-    for b, child in backends:
+        started.append((b, children.spawn(b.name, argv, b.port)))
+    for b, child in started:
         timeout = JAVA_READY_TIMEOUT if b.kind == "dubbo" else THRIFT_READY_TIMEOUT
         what = f"{b.kind} server {b.label} on {LOOPBACK}:{b.port}"
         children.wait_ready(
             child, functools.partial(can_connect, b.port), timeout=timeout, what=what
         )
-    argv = [sys.executable, "-m", "aeraki.cli", "--log-level", "warning", "proxy"]
-    argv += ["-c", str(bootstrap), "--drain-timeout", PROXY_DRAIN]
-    proxy = children.spawn("aeraki-proxy", argv, layout.admin_port)
+
+
+def _start_mesh(
+    children: Children,
+    layout: DemoLayout,
+    directory: Path,
+    first: Phase,
+    follower: RunLogFollower,
+) -> Child:
+    """``aeraki run DIR``; returns once its proxy is ready and ACKed the phase-1 routes."""
+    argv = [sys.executable, "-m", "aeraki.cli", "--log-level", "info", "run", str(directory)]
+    argv += ["--admin-port", str(layout.admin_port)]
+    child = children.spawn("aeraki-run", argv, layout.admin_port)
+    follower.path = child.log_path
+    follower.start()
+
+    def in_force() -> bool:
+        status = follower.latest
+        return (
+            status is not None and status.applies(first.name, ROUTERS) and _ready(layout.admin_port)
+        )
+
     children.wait_ready(
-        proxy,
-        lambda: _ready(layout.admin_port),
-        timeout=PROXY_READY_TIMEOUT,
-        what=f"proxy admin http://{LOOPBACK}:{layout.admin_port}/ready",
+        child,
+        in_force,
+        timeout=MESH_READY_TIMEOUT,
+        what=f"the proxy in sync with the {first.name} routes (and admin /ready)",
     )
-    return proxy
+    return child
 
 
-def _banner(
-    out: TextIO, children: Children, layout: DemoLayout, bootstrap: Path, log_dir: Path
-) -> None:
-    shown = bootstrap.relative_to(REPO_ROOT) if bootstrap.is_relative_to(REPO_ROOT) else bootstrap
+def _banner(out: TextIO, children: Children, layout: DemoLayout, directory: Path) -> None:
     lines = [f"Running on {LOOPBACK}:"]
     for child in children.started:
-        if child.name == "aeraki-proxy":
-            where = f":{layout.thrift_port} thrift, :{layout.dubbo_port} dubbo"
-            what = f"aeraki proxy -c {shown}"
+        if child.name == "aeraki-run":
+            where = ", ".join(f":{s.port} {s.kind}" for s in layout.services)
+            what = f"aeraki run {directory} (control plane + proxy)"
         else:
             where = f"{LOOPBACK}:{child.port}"
             kind = "Java Dubbo provider" if child.argv[0] == "java" else "thriftpy2 Echo server"
             what = f"{kind}, answers {child.name.rsplit('-', 1)[-1]}"
-        lines.append(f"  {child.name:<13} pid {child.pid:<7} {where:<28} {what}")
+        lines.append(f"  {child.name:<13} pid {child.pid:<7} {where:<26} {what}")
     admin = f"http://{LOOPBACK}:{layout.admin_port}"
     lines.append(f"  {'admin':<13} {admin}/stats  (also /stats?format=json, /clusters, /ready)")
-    lines.append("Routes:")
-    lines += [f"  {line}" for line in describe_routes(layout)]
-    lines.append(f"Logs: {log_dir}")
+    run_log = children.log_dir / "aeraki-run.log"
+    lines.append(f"  {'status view':<13} tail -f {run_log}  (aeraki run's live status, in its log)")
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+def _plan(out: TextIO, phases: list[Phase], seconds: float, directory: Path) -> None:
+    lines = [f"Scenario ({seconds:g} s; DEMO_SECONDS to change), both MetaRouters at once:"]
+    for i, phase in enumerate(phases):
+        at = seconds * i / len(phases)
+        how = "in force from the start" if i == 0 else f"written over {directory}/routes.yaml"
+        lines.append(
+            f"  at {at:4.1f} s  phase {phase.number} {phase.name:<12} {phase.describe():<18} "
+            f"({how}; {phase.path.relative_to(REPO_ROOT)})"
+        )
     out.write("\n".join(lines) + "\n")
     out.flush()
 
@@ -192,12 +224,14 @@ def _proxy_stats(layout: DemoLayout) -> list[str]:
         if name.startswith("meta_protocol.") and name.endswith(".cx_total"):
             prefix = name.removesuffix(".cx_total")
             values = " ".join(f"{s}={stats.get(f'{prefix}.{s}', 0)}" for s in LISTENER_STATS)
-            lines.append(f"  listener {prefix.rsplit('.', 1)[-1]:<12} {values}")
+            lines.append(f"  listener {prefix.removeprefix('meta_protocol.')}: {values}")
     for name in sorted(stats):
-        if name.startswith("cluster.") and name.endswith(".upstream_rq_total"):
+        if name.startswith("cluster.outbound|") and name.endswith(".upstream_rq_total"):
+            if not stats[name]:
+                continue
             prefix = name.removesuffix(".upstream_rq_total")
             values = " ".join(f"{s}={stats.get(f'{prefix}.{s}', 0)}" for s in CLUSTER_STATS)
-            lines.append(f"  cluster  {prefix.removeprefix('cluster.'):<12} {values}")
+            lines.append(f"  cluster  {prefix.removeprefix('cluster.')}: {values}")
     return lines
 
 
@@ -230,17 +264,6 @@ def _stop_everything(out: TextIO, children: Children) -> bool:
     return all(not c.alive() for c, _ in stopped)
 
 
-def _verdict(report: ClientReport, targets: DemoTargets) -> str | None:
-    """Why the run failed, or None."""
-    if report.ended_by.startswith("failure"):
-        return report.ended_by.removeprefix("failure: ")
-    if report.ended_by == "time":
-        for route in targets.routes():
-            if not report.answers(route.key):
-                return f"no successful answer on {route.title}"
-    return None
-
-
 @dataclass(frozen=True)
 class Settings:
     seconds: float
@@ -253,48 +276,75 @@ def _settings() -> Settings:
     if ports_mode not in ("fixed", "auto"):
         raise SettingError(f"DEMO_PORTS={ports_mode!r}: use 'fixed' or 'auto'")
     return Settings(
-        seconds=_env_float("DEMO_SECONDS", DEFAULT_SECONDS, 1.0, MAX_SECONDS),
+        seconds=_env_float("DEMO_SECONDS", DEFAULT_SECONDS, MIN_SECONDS, MAX_SECONDS),
         rate=_env_float("DEMO_RATE", DEFAULT_RATE, 1.0, MAX_RATE),
         ports_mode=ports_mode,
     )
 
 
-def _demo(out: TextIO, children: Children, settings: Settings, layout: DemoLayout) -> int:
-    """Start everything, run the client, print the results; the exit code (children running)."""
-    weights, methods = expected_behaviour(layout)
-    layout, bootstrap = _prepare_bootstrap(layout, children.log_dir, settings.ports_mode)
-    out.write("Starting 2 Thrift servers, 2 Dubbo providers and the proxy...\n")
-    out.flush()
-    _start_all(children, layout, bootstrap)
-    _banner(out, children, layout, bootstrap, children.log_dir)
-    targets = DemoTargets(layout.thrift_port, layout.dubbo_port, weights, methods)
-    out.write(
-        f"Client: {settings.rate:g} calls/s per listener for {settings.seconds:g} s "
-        "(DEMO_SECONDS / DEMO_RATE to change; Ctrl-C to stop early)\n"
-    )
-    out.flush()
+class DemoFailed(RuntimeError):
+    """The run went through but did not show what it should (a failed call, no ACK, …)."""
 
-    def watchdog() -> str | None:
-        for c in children.dead():
-            return f"{c.name} (pid {c.pid}) exited with code {c.popen.returncode}; see {c.log_path}"
-        return None
 
-    report = run_client(
-        targets, seconds=settings.seconds, rate=settings.rate, out=out, watchdog=watchdog
-    )
-    if report.interrupt is not None:
-        out.write("\n")  # past the ^C the terminal echoed
-    out.write("\n".join(summary_lines(targets, report)) + "\n")
+def _demo(out: TextIO, children: Children, settings: Settings) -> int:
+    """Start everything, run the scenario, print the results; the exit code (children running)."""
+    layout, directory = _prepare_manifests(children.log_dir, settings.ports_mode)
+    phases = load_phases(layout)
+    ports = {s.kind: s.port for s in layout.services}
+    traffic = Traffic(ports, settings.rate, settings.seconds * 2 + 60)
+    scenario = Scenario(phases, directory, ROUTERS, traffic, seconds=settings.seconds, out=out)
+    follower = RunLogFollower(children.log_dir / "aeraki-run.log", scenario.on_status)
+    try:
+        out.write("Starting 2 Thrift servers, 2 Dubbo providers, then aeraki run...\n")
+        out.flush()
+        _start_backends(children, layout)
+        _start_mesh(children, layout, directory, phases[0], follower)
+        _banner(out, children, layout, directory)
+        _plan(out, phases, settings.seconds, directory)
+        out.write(
+            f"Client: {settings.rate:g} calls/s on one Thrift and one Dubbo connection, held "
+            "open throughout (DEMO_RATE to change; Ctrl-C to stop early)\n"
+        )
+        out.flush()
+
+        def watchdog() -> str | None:
+            for c in children.dead():
+                code = c.popen.returncode
+                return f"{c.name} (pid {c.pid}) exited with code {code}; see {c.log_path}"
+            return None
+
+        start = time.monotonic()
+        interrupt: KeyboardInterrupt | None = None
+        failure: str | None = None
+        try:
+            failure = scenario.run(watchdog)
+        except KeyboardInterrupt as exc:
+            interrupt = exc
+            out.write("\n")  # past the ^C the terminal echoed
+        elapsed = time.monotonic() - start
+    finally:
+        follower.stop()
+    out.write("\n".join(scenario.summary(elapsed)) + "\n")
     out.write("Proxy stats (admin /stats?format=json):\n")
     out.write("\n".join(_proxy_stats(layout)) + "\n")
-    failure = _verdict(report, targets)
+    snap = scenario.snapshot()
+    if snap.failed:
+        failure = failure or (
+            f"{snap.failed} call(s) failed out of {snap.total() + snap.failed} "
+            f"(last: {snap.last_error})"
+        )
     if failure is not None:
-        raise StartError(failure)
-    if isinstance(report.interrupt, Terminated):
-        out.write(f"Stopped early by {report.interrupt}.\n")
+        raise DemoFailed(failure)
+    if isinstance(interrupt, Terminated):
+        out.write(f"Stopped early by {interrupt}.\n")
         return 143
-    if report.interrupt is not None:
+    if interrupt is not None:
         out.write("Stopped early by Ctrl-C.\n")
+        return 0
+    out.write(
+        f"Zero failed calls: {snap.total()} calls on connections held open across "
+        f"{len(scenario.changes)} route changes.\n"
+    )
     return 0
 
 
@@ -302,8 +352,7 @@ def run(out: TextIO) -> int:
     """The whole demo; returns the exit code. Every child is stopped before it returns."""
     try:
         settings = _settings()
-        layout = load_layout(BOOTSTRAP)
-    except (SettingError, LayoutError) as exc:
+    except SettingError as exc:
         out.write(f"demo: {exc}\n")
         return 2
     log_dir = Path(tempfile.mkdtemp(prefix="aeraki-demo-"))
@@ -312,11 +361,11 @@ def run(out: TextIO) -> int:
     code = 1
     try:
         with _signals_as_interrupts():
-            code = _demo(out, children, settings, layout)
+            code = _demo(out, children, settings)
     except LayoutError as exc:
         out.write(f"demo: {exc}\n")
         code = 2
-    except (PortInUseError, StartError) as exc:
+    except (PortInUseError, StartError, DemoFailed) as exc:
         failure = str(exc)
     except Terminated as exc:
         out.write(f"\nGot {exc}; stopping.\n")

@@ -1,15 +1,17 @@
-"""What the demo bootstrap says: ports, backends and routes, read from the YAML itself.
+"""What the demo manifests say: ports, backends and the three routing phases, read from YAML.
 
-``examples/demo/bootstrap.yaml`` is the single source of truth: the launcher starts each
-backend on the port its cluster names, and the client calls the listener ports. With
-``DEMO_PORTS=auto`` every port is replaced by a free one in a copy of the bootstrap.
+``examples/demo/manifests/`` is the single source of truth: the launcher starts each backend on
+the endpoint port its ServiceEntry names, ``aeraki run`` makes the proxy listen on the service
+ports, and the client calls those. ``examples/demo/phases/`` holds the MetaRouters the demo
+writes over ``routes.yaml`` mid-run (phase 1 is ``manifests/routes.yaml`` itself). With
+``DEMO_PORTS=auto`` every port is replaced by a free one in the demo's copy of the manifests.
 """
 
 from __future__ import annotations
 
-import copy
+import shutil
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,35 +19,41 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "BOOTSTRAP",
+    "MANIFESTS",
+    "PHASE_FILES",
+    "ROUTES_FILE",
     "BackendSpec",
     "DemoLayout",
     "LayoutError",
+    "Phase",
     "PortInUseError",
+    "Service",
     "check_ports_free",
-    "describe_routes",
-    "expected_behaviour",
+    "copy_manifests",
     "load_layout",
+    "load_phases",
     "pick_free_ports",
-    "remap_ports",
 ]
 
 LOOPBACK = "127.0.0.1"
-BOOTSTRAP = Path(__file__).resolve().parent / "bootstrap.yaml"
-#: Listener names the demo client drives, by protocol.
-THRIFT_LISTENER = "demo-thrift"
-DUBBO_LISTENER = "demo-dubbo"
-#: Backend clusters: name -> (kind, version label the server answers with).
-BACKENDS: dict[str, tuple[str, str]] = {
-    "thrift-v1": ("thrift", "v1"),
-    "thrift-v2": ("thrift", "v2"),
-    "dubbo-v1": ("dubbo", "v1"),
-    "dubbo-v2": ("dubbo", "v2"),
-}
+HERE = Path(__file__).resolve().parent
+MANIFESTS = HERE / "manifests"
+#: The MetaRouter file of the manifest directory that the phases replace.
+ROUTES_FILE = "routes.yaml"
+#: Phase 1, 2, 3, in order.
+PHASE_FILES = (
+    MANIFESTS / ROUTES_FILE,
+    HERE / "phases" / "2-split-20-80.yaml",
+    HERE / "phases" / "3-all-v2.yaml",
+)
+#: The proxy's admin port (``aeraki run --admin-port``) unless DEMO_PORTS=auto.
+ADMIN_PORT = 19000
+#: Service kinds, in display order; a ServiceEntry port name ``tcp-metaprotocol-<kind>…``.
+KINDS = ("thrift", "dubbo")
 
 
 class LayoutError(RuntimeError):
-    """The bootstrap does not have what the demo needs."""
+    """The manifests do not have what the demo needs."""
 
 
 class PortInUseError(RuntimeError):
@@ -56,117 +64,192 @@ class PortInUseError(RuntimeError):
 class BackendSpec:
     """One backend server to start: kind ("thrift" | "dubbo"), version label, port."""
 
-    cluster: str
     kind: str
     label: str
     port: int
 
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.label}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One ServiceEntry: its host, the port the proxy listens on, and its versions."""
+
+    kind: str
+    host: str
+    port: int
+    backends: tuple[BackendSpec, ...]
+
 
 @dataclass(frozen=True)
 class DemoLayout:
-    """Ports of everything in the demo, as the bootstrap ``config`` states them."""
+    """Ports of everything in the demo, as the manifests state them."""
 
-    config: dict[str, Any]
+    services: tuple[Service, ...]
     admin_port: int
-    thrift_port: int
-    dubbo_port: int
-    backends: tuple[BackendSpec, ...]
+
+    def service(self, kind: str) -> Service:
+        for s in self.services:
+            if s.kind == kind:
+                return s
+        raise LayoutError(f"no {kind} service")
+
+    @property
+    def backends(self) -> tuple[BackendSpec, ...]:
+        return tuple(b for s in self.services for b in s.backends)
 
     def ports(self) -> dict[int, str]:
         """Every port the demo binds -> what binds it (for the free-port check)."""
-        out = {
-            self.admin_port: "proxy admin",
-            self.thrift_port: f"proxy listener {THRIFT_LISTENER}",
-            self.dubbo_port: f"proxy listener {DUBBO_LISTENER}",
-        }
-        for b in self.backends:
-            out[b.port] = f"{b.kind} server {b.label} (cluster {b.cluster})"
+        out = {self.admin_port: "proxy admin (aeraki run --admin-port)"}
+        for s in self.services:
+            out[s.port] = f"proxy listener of the {s.kind} service {s.host}"
+            for b in s.backends:
+                out[b.port] = f"{b.kind} server {b.label}"
         return out
 
 
-def _port_of(address: Any, where: str) -> int:
+@dataclass(frozen=True)
+class Phase:
+    """One routing phase: the MetaRouters of ``path``, all with one route named ``name``."""
+
+    number: int
+    name: str
+    path: Path
+    #: kind -> version -> weight (percent)
+    weights: dict[str, dict[str, int]]
+
+    def versions(self, kind: str) -> frozenset[str]:
+        return frozenset(v for v, w in self.weights[kind].items() if w > 0)
+
+    def describe(self) -> str:
+        """``v1 20 % / v2 80 %`` when every service has the same weights (the demo's case)."""
+        texts = {" / ".join(f"{v} {w} %" for v, w in ws.items()) for ws in self.weights.values()}
+        if len(texts) == 1:
+            return texts.pop()
+        return "; ".join(
+            f"{k} " + " / ".join(f"{v} {w} %" for v, w in ws.items())
+            for k, ws in self.weights.items()
+        )
+
+
+def _documents(directory: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml")):
+        yield from _documents_of(path)
+
+
+def _documents_of(path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     try:
-        sa = address["socket_address"]
-        host, port = sa["address"], sa["port_value"]
-    except (KeyError, TypeError) as exc:
-        raise LayoutError(f"{where}: no socket_address") from exc
-    if host != LOOPBACK:
-        raise LayoutError(f"{where}: the demo only uses {LOOPBACK}, not {host}")
-    return int(port)
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise LayoutError(f"cannot read {path}: {exc}") from exc
+    for doc in docs:
+        if isinstance(doc, dict):
+            yield path, doc
 
 
-def _cluster_port(cluster: dict[str, Any]) -> int:
-    name = cluster.get("name", "?")
-    try:
-        (group,) = cluster["load_assignment"]["endpoints"]
-        (endpoint,) = group["lb_endpoints"]
-        address = endpoint["endpoint"]["address"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise LayoutError(f"cluster {name}: expected exactly one endpoint") from exc
-    return _port_of(address, f"cluster {name}")
+def _kind_of(port_name: str) -> str | None:
+    for kind in KINDS:
+        if port_name.startswith(f"tcp-metaprotocol-{kind}"):
+            return kind
+    return None
 
 
-def layout_of(config: dict[str, Any]) -> DemoLayout:
-    """The demo layout of a parsed bootstrap; :class:`LayoutError` if something is missing."""
-    try:
-        admin_port = _port_of(config["admin"]["address"], "admin")
-        resources = config["static_resources"]
-        listeners = {ln["name"]: ln for ln in resources["listeners"]}
-        clusters = {c["name"]: c for c in resources["clusters"]}
-    except (KeyError, TypeError) as exc:
-        raise LayoutError(f"bootstrap lacks admin or static_resources: {exc}") from exc
-    for needed in (THRIFT_LISTENER, DUBBO_LISTENER):
-        if needed not in listeners:
-            raise LayoutError(f"bootstrap has no listener named {needed!r}")
-    backends = []
-    for name, (kind, label) in BACKENDS.items():
-        if name not in clusters:
-            raise LayoutError(f"bootstrap has no cluster named {name!r}")
-        backends.append(BackendSpec(name, kind, label, _cluster_port(clusters[name])))
-    layout = DemoLayout(
-        config=config,
-        admin_port=admin_port,
-        thrift_port=_port_of(listeners[THRIFT_LISTENER]["address"], THRIFT_LISTENER),
-        dubbo_port=_port_of(listeners[DUBBO_LISTENER]["address"], DUBBO_LISTENER),
-        backends=tuple(backends),
-    )
-    if len(layout.ports()) != 3 + len(backends):
-        raise LayoutError("bootstrap uses the same port twice")
+def _service(path: Path, doc: dict[str, Any]) -> Service | None:
+    """The demo service of one ServiceEntry (None if it has no MetaProtocol port)."""
+    spec = doc.get("spec") or {}
+    where = f"{path.name}: ServiceEntry {doc.get('metadata', {}).get('name', '?')}"
+    for port in spec.get("ports") or []:
+        kind = _kind_of(str(port.get("name", "")))
+        if kind is None:
+            continue
+        backends = []
+        for ep in spec.get("endpoints") or []:
+            if ep.get("address") != LOOPBACK:
+                raise LayoutError(
+                    f"{where}: the demo only uses {LOOPBACK}, not {ep.get('address')}"
+                )
+            label = (ep.get("labels") or {}).get("version")
+            target = (ep.get("ports") or {}).get(port["name"])
+            if label is None or target is None:
+                raise LayoutError(f"{where}: every endpoint needs a version label and a port")
+            backends.append(BackendSpec(kind, str(label), int(target)))
+        hosts = spec.get("hosts") or ["?"]
+        return Service(kind, str(hosts[0]), int(port["number"]), tuple(backends))
+    return None
+
+
+def load_layout(directory: Path = MANIFESTS, admin_port: int = ADMIN_PORT) -> DemoLayout:
+    """Read the demo's ServiceEntries in ``directory``; :class:`LayoutError` if incomplete."""
+    found: dict[str, Service] = {}
+    for path, doc in _documents(directory):
+        if doc.get("kind") == "ServiceEntry" and (service := _service(path, doc)) is not None:
+            if service.kind in found:
+                raise LayoutError(f"{path.name}: a second {service.kind} service")
+            found[service.kind] = service
+    for kind in KINDS:
+        if kind not in found:
+            raise LayoutError(f"{directory}: no ServiceEntry with a tcp-metaprotocol-{kind} port")
+        if {b.label for b in found[kind].backends} != {"v1", "v2"}:
+            raise LayoutError(f"{directory}: the {kind} service needs endpoints v1 and v2")
+    layout = DemoLayout(tuple(found[k] for k in KINDS), admin_port)
+    if len(layout.ports()) != 1 + sum(1 + len(s.backends) for s in layout.services):
+        raise LayoutError(f"{directory}: the same port is used twice")
     return layout
 
 
-def load_layout(path: Path = BOOTSTRAP) -> DemoLayout:
-    """Read and check the demo bootstrap at ``path``."""
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise LayoutError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise LayoutError(f"{path}: not a YAML mapping")
-    return layout_of(config)
+def _phase(number: int, path: Path, layout: DemoLayout) -> Phase:
+    kinds = {s.host: s.kind for s in layout.services}
+    weights: dict[str, dict[str, int]] = {}
+    names = set()
+    for _, doc in _documents_of(path):
+        if doc.get("kind") != "MetaRouter":
+            continue
+        spec = doc.get("spec") or {}
+        hosts = spec.get("hosts") or []
+        routes = spec.get("routes") or []
+        if len(hosts) != 1 or hosts[0] not in kinds or len(routes) != 1:
+            raise LayoutError(f"{path}: each MetaRouter needs one demo host and one route")
+        route = routes[0]
+        names.add(str(route.get("name", "")))
+        dests = route.get("route") or []
+        weights[kinds[hosts[0]]] = {
+            str(d["destination"]["subset"]): int(d.get("weight", 100)) for d in dests
+        }
+    if set(weights) != set(kinds.values()) or len(names) != 1:
+        raise LayoutError(f"{path}: needs one MetaRouter per demo service, routes named alike")
+    return Phase(number, names.pop(), path, {k: weights[k] for k in KINDS})
 
 
-def _socket_addresses(node: Any) -> Iterator[dict[str, Any]]:
-    """Every ``socket_address`` mapping anywhere in ``node`` (depth-first, bounded by input)."""
-    if isinstance(node, dict):
-        sa = node.get("socket_address")
-        if isinstance(sa, dict):
-            yield sa
-        for value in node.values():
-            yield from _socket_addresses(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _socket_addresses(item)
+def load_phases(layout: DemoLayout, files: tuple[Path, ...] = PHASE_FILES) -> list[Phase]:
+    """The routing phases, in order (see :data:`PHASE_FILES`)."""
+    return [_phase(i, path, layout) for i, path in enumerate(files, start=1)]
 
 
-def remap_ports(config: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
-    """A deep copy of ``config`` with each ``port_value`` in ``mapping`` replaced."""
-    out = copy.deepcopy(config)
-    for sa in _socket_addresses(out):
-        port = int(sa.get("port_value", 0))
-        if port in mapping:
-            sa["port_value"] = mapping[port]
-    return out
+def _remap(doc: dict[str, Any], mapping: dict[int, int]) -> dict[str, Any]:
+    if doc.get("kind") != "ServiceEntry":
+        return doc
+    spec = doc.get("spec") or {}
+    for port in spec.get("ports") or []:
+        port["number"] = mapping.get(int(port["number"]), port["number"])
+    for ep in spec.get("endpoints") or []:
+        ports = ep.get("ports") or {}
+        for name, value in ports.items():
+            ports[name] = mapping.get(int(value), value)
+    return doc
+
+
+def copy_manifests(dst: Path, mapping: dict[int, int] | None = None) -> None:
+    """Copy :data:`MANIFESTS` into ``dst``: verbatim, or with the ports in ``mapping`` moved."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for src in sorted(MANIFESTS.glob("*.yaml")):
+        if not mapping:
+            shutil.copyfile(src, dst / src.name)
+            continue
+        docs = [_remap(d, mapping) for d in yaml.safe_load_all(src.read_text()) if d]
+        header = f"# {src} with free ports (DEMO_PORTS=auto)\n"
+        (dst / src.name).write_text(header + yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def pick_free_ports(n: int) -> list[int]:
@@ -201,70 +284,3 @@ def check_ports_free(ports: dict[int, str]) -> None:
                     f"({exc.strerror}). Stop whatever listens there (e.g. `ss -ltnp 'sport = :"
                     f"{port}'`), or run with DEMO_PORTS=auto to use free ports instead."
                 ) from exc
-
-
-def _route_targets(route: dict[str, Any]) -> str:
-    action = route.get("route", {})
-    weighted = action.get("weighted_clusters")
-    if weighted:
-        clusters = weighted.get("clusters", [])
-        total = sum(int(c.get("weight", 0)) for c in clusters) or 1
-        return ", ".join(f"{c['name']} {100 * int(c['weight']) / total:.0f} %" for c in clusters)
-    return str(action.get("cluster", "?"))
-
-
-def _route_match(route: dict[str, Any]) -> str:
-    items = route.get("match", {}).get("metadata", [])
-    parts = [f"{m['name']}={m.get('exact_match', '*')}" for m in items if m["name"] != "interface"]
-    return " & ".join(parts) if parts else "any request"
-
-
-def describe_routes(layout: DemoLayout) -> list[str]:
-    """One readable line per route of the demo listeners (for the start-up banner)."""
-    lines = []
-    for listener in layout.config["static_resources"]["listeners"]:
-        typed = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        port = listener["address"]["socket_address"]["port_value"]
-        routes: Iterable[dict[str, Any]] = typed["route_config"]["routes"]
-        for route in routes:
-            where = f"{listener['name']:<12} :{port}"
-            lines.append(f"{where:<19} {_route_match(route):<16} -> {_route_targets(route)}")
-    return lines
-
-
-def _routes_of(layout: DemoLayout, listener_name: str) -> list[dict[str, Any]]:
-    for listener in layout.config["static_resources"]["listeners"]:
-        if listener["name"] == listener_name:
-            typed = listener["filter_chains"][0]["filters"][0]["typed_config"]
-            routes: list[dict[str, Any]] = typed["route_config"]["routes"]
-            return routes
-    raise LayoutError(f"no listener {listener_name!r}")
-
-
-def expected_behaviour(layout: DemoLayout) -> tuple[dict[str, int], dict[str, str]]:
-    """What the routes promise: Thrift version -> weight, and Dubbo method -> version.
-
-    Versions are the labels of the backends behind the clusters (``thrift-v1`` -> ``v1``).
-    """
-    labels = {name: label for name, (_, label) in BACKENDS.items()}
-    weights: dict[str, int] = {}
-    for route in _routes_of(layout, THRIFT_LISTENER):
-        action = route.get("route", {})
-        for c in action.get("weighted_clusters", {}).get("clusters", []):
-            weights[labels.get(c["name"], c["name"])] = int(c["weight"])
-        if not weights and "cluster" in action:
-            weights[labels.get(action["cluster"], action["cluster"])] = 100
-        if weights:
-            break
-    methods: dict[str, str] = {}
-    for route in _routes_of(layout, DUBBO_LISTENER):
-        cluster = route.get("route", {}).get("cluster", "")
-        for m in route.get("match", {}).get("metadata", []):
-            if m.get("name") == "method" and "exact_match" in m:
-                methods.setdefault(m["exact_match"], labels.get(cluster, cluster))
-    for method in ("sayHello", "whoami"):
-        if method not in methods:
-            raise LayoutError(f"{DUBBO_LISTENER} has no route for method {method!r}")
-    if not weights:
-        raise LayoutError(f"{THRIFT_LISTENER} has no route to a cluster")
-    return weights, methods
