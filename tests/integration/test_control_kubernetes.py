@@ -371,12 +371,6 @@ async def test_invalid_metarouter_is_reported_and_the_last_good_route_stays(
     assert await asyncio.to_thread(mesh.labels, 10) == {"v2": 10}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Kubernetes Services/Endpoints are listed and watched but never translated: "
-    "ConfigBuilder.build (src/aeraki/control/push.py:130) skips every kind outside the model's "
-    "KINDS, so a Service with a tcp-metaprotocol-* port yields no listener or cluster",
-)
 async def test_kubernetes_service_with_a_metaprotocol_port_is_served(mesh: KubeMesh) -> None:
     """Issue 3 item 3: endpoints from Kubernetes Services whose ports are named
     ``tcp-metaprotocol-<protocol>-…`` (Istio's synthetic ServiceEntry of a Service, reference

@@ -12,6 +12,23 @@ Parsing is cached per stored object, so a push after editing one file re-parses 
 the cross-resource checks (:func:`~aeraki.control.validation.check_config`) run over the whole
 set each time because a DestinationRule edit can invalidate a MetaRouter elsewhere.
 
+Kubernetes Services (issue 3, item 3): every stored Service, with the Endpoints of the same
+namespace and name, becomes Istio's synthetic ServiceEntry ``synthetic-<name>`` for host
+``<name>.<namespace>.svc.cluster.local`` (:mod:`aeraki.control.model.kubernetes`, reference
+§3.1). It goes through the same checks and last-good logic as the other resources, keyed by the
+Service (``("Service", ns, name)`` in ``fallbacks`` and notes): an Endpoints edit re-converts it,
+a malformed Service or Endpoints keeps its last good version, deleting the Service withdraws it,
+and Endpoints without a Service are ignored. Synthetic ServiceEntries come after every real
+resource in load order.
+
+A real ServiceEntry wins over the synthetic one: when a stored ServiceEntry lists the Service's
+host among its ``hosts`` (short names expanded with its namespace), or is itself named
+``synthetic-<name>`` in the Service's namespace, the Service is not converted and a warning says
+which ServiceEntry replaces it. This holds while that ServiceEntry is stored, even if it has
+errors (its last good version, or nothing, is then in force): what a user wrote for a host is
+never silently swapped for the Service's defaults. This is how to give a Kubernetes Service
+labelled endpoints for DestinationRule subsets, which Endpoints cannot carry (see the module).
+
 The control plane's metrics are declared here, once (style anchors §9 rule 11).
 """
 
@@ -24,8 +41,14 @@ from typing import Any
 
 from aeraki.control.model import KINDS, ConfigSnapshot, Origin, Parsed, Problem, parse_resource
 from aeraki.control.model.base import Severity
+from aeraki.control.model.kubernetes import (
+    DEFAULT_DOMAIN,
+    service_entry_from_service,
+    service_host,
+    synthetic_name,
+)
 from aeraki.control.sources.api import JsonDict, ResourceKey
-from aeraki.control.validation import check_config
+from aeraki.control.validation import check_config, fqdn
 
 __all__ = [
     "CONTROL_METRICS",
@@ -106,34 +129,63 @@ class BuildResult:
     fallbacks: tuple[ResourceKey, ...] = ()
 
 
+_SERVICE = "Service"
+_ENDPOINTS = "Endpoints"
+_SERVICE_ENTRY = "ServiceEntry"
+
+_Source = tuple[JsonDict | None, ...]  # the stored object(s) a parse was made from
+
+
 @dataclass(slots=True)
 class _Entry:
-    obj: JsonDict
+    source: _Source
     parsed: Parsed
+
+    def made_from(self, source: _Source) -> bool:
+        return len(source) == len(self.source) and all(
+            a is b or a == b for a, b in zip(source, self.source, strict=True)
+        )
 
 
 class ConfigBuilder:
-    """Parse and check stored objects into a :class:`ConfigSnapshot`, per-resource last good."""
+    """Parse and check stored objects into a :class:`ConfigSnapshot`, per-resource last good.
 
-    def __init__(self) -> None:
+    ``cluster_domain`` is the DNS domain of Kubernetes Service hosts.
+    """
+
+    def __init__(self, *, cluster_domain: str = DEFAULT_DOMAIN) -> None:
+        self.cluster_domain = cluster_domain
         self._parsed: dict[ResourceKey, _Entry] = {}
         self._last_good: dict[ResourceKey, Parsed] = {}
 
     def build(self, items: Iterable[tuple[ResourceKey, JsonDict, str]]) -> BuildResult:
         """Rebuild from ``(key, object, origin)`` of every stored resource (sorted by key).
 
-        Kinds the model does not read (Kubernetes Services/Endpoints, kept in the store for
-        service discovery) are skipped here.
+        Services (with their Endpoints) become synthetic ServiceEntries; other kinds the model
+        does not read are skipped.
         """
         current: dict[ResourceKey, Parsed] = {}
+        services: list[tuple[ResourceKey, JsonDict, str]] = []
+        endpoints: dict[tuple[str, str], tuple[JsonDict, str]] = {}
         for key, obj, origin in items:
+            if key[0] == _SERVICE:
+                services.append((key, obj, origin))
+                continue
+            if key[0] == _ENDPOINTS:
+                endpoints[key[1:]] = (obj, origin)
+                continue
             if key[0] not in KINDS:
                 continue
             entry = self._parsed.get(key)
-            if entry is None or (entry.obj is not obj and entry.obj != obj):
-                entry = _Entry(obj, parse_resource(obj, parse_origin(origin)))
+            if entry is None or not entry.made_from((obj,)):
+                entry = _Entry((obj,), parse_resource(obj, parse_origin(origin)))
                 self._parsed[key] = entry
             current[key] = entry.parsed
+        shadowed = self._shadowed(services, current)
+        notes: list[Problem] = list(shadowed.values())
+        for key, obj, origin in services:
+            if key not in shadowed:
+                current[key] = self._synthetic(key, obj, origin, endpoints.get(key[1:]))
         for gone in set(self._parsed) - set(current):  # deleted: withdrawn, not an error
             del self._parsed[gone]
             self._last_good.pop(gone, None)
@@ -150,7 +202,6 @@ class ConfigBuilder:
         chosen = {key: fallbacks.get(key, parsed) for key, parsed in current.items()}
         final = check_config(list(chosen.values())) if fallbacks else first
         in_force = {id(res) for res in final.resources()}
-        notes: list[Problem] = []
         kept_fallbacks: list[ResourceKey] = []
         for key, parsed in chosen.items():
             kept = parsed.resource is not None and id(parsed.resource) in in_force
@@ -164,6 +215,78 @@ class ConfigBuilder:
         return BuildResult(
             config=dataclasses.replace(final, problems=problems), fallbacks=tuple(kept_fallbacks)
         )
+
+    def _synthetic(
+        self,
+        key: ResourceKey,
+        service: JsonDict,
+        origin: str,
+        endpoints: tuple[JsonDict, str] | None,
+    ) -> Parsed:
+        """The Service's synthetic ServiceEntry, re-converted only when it or its Endpoints
+        changed."""
+        ep_obj, ep_origin = endpoints if endpoints is not None else (None, "")
+        source: _Source = (service, ep_obj)
+        entry = self._parsed.get(key)
+        if entry is None or not entry.made_from(source):
+            parsed = service_entry_from_service(
+                service,
+                ep_obj,
+                namespace=key[1],
+                service_origin=parse_origin(origin),
+                endpoints_origin=parse_origin(ep_origin),
+                domain=self.cluster_domain,
+            )
+            entry = _Entry(source, parsed)
+            self._parsed[key] = entry
+        return entry.parsed
+
+    def _shadowed(
+        self, services: list[tuple[ResourceKey, JsonDict, str]], current: dict[ResourceKey, Parsed]
+    ) -> dict[ResourceKey, Problem]:
+        """Services a stored ServiceEntry replaces, each with the warning that says so."""
+        claims: dict[str, Parsed] = {}  # host or "ns/name" -> the ServiceEntry claiming it
+        for key, parsed in current.items():
+            if key[0] != _SERVICE_ENTRY:
+                continue
+            claims.setdefault(f"{key[1]}/{key[2]}", parsed)
+            for version in (parsed, self._last_good.get(key)):
+                if version is not None and version.resource is not None:
+                    meta, spec = version.resource.meta, version.resource.spec
+                    for host in spec.hosts:
+                        claims.setdefault(fqdn(host, meta.namespace), parsed)
+        out: dict[ResourceKey, Problem] = {}
+        for key, _obj, origin in services:
+            _, namespace, name = key
+            host = service_host(name, namespace, self.cluster_domain)
+            claim = claims.get(host) or claims.get(f"{namespace}/{synthetic_name(name)}")
+            if claim is None:
+                continue
+            where = parse_origin(origin)
+            owner = _owner(claim)
+            out[key] = Problem(
+                severity=Severity.WARNING,
+                message=(
+                    f"not converted to a synthetic ServiceEntry: ServiceEntry {owner} is used for "
+                    f'host "{host}" instead (a real ServiceEntry wins over a Kubernetes Service)'
+                ),
+                file=where.file,
+                line=where.line,
+                kind=_SERVICE,
+                namespace=namespace,
+                name=name,
+            )
+        return out
+
+
+def _owner(parsed: Parsed) -> str:
+    """``ns/name (origin)`` of a parsed ServiceEntry, for messages."""
+    if parsed.resource is not None:
+        meta = parsed.resource.meta
+        return f"{meta.namespace}/{meta.name} ({meta.origin.format()})"
+    for problem in parsed.problems:
+        return f"{problem.namespace}/{problem.name} ({problem.file or '<input>'})"
+    return "?"
 
 
 def _fallback_note(key: ResourceKey, good: Parsed, kept: bool) -> Problem:
