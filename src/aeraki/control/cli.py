@@ -1,7 +1,10 @@
 """``aeraki control`` and ``aeraki run``: the control plane as a command (issue 3, items 2 and 9).
 
 - ``aeraki control DIR`` (or ``--kubernetes``) serves xDS from a watched manifest directory (or
-  the Kubernetes API) until SIGTERM/SIGINT.
+  the Kubernetes API) until SIGTERM/SIGINT. In Kubernetes mode every replica serves xDS and the
+  one holding the Lease also writes the EnvoyFilters for Istio sidecars
+  (:mod:`aeraki.control.leadership`; ``--no-envoyfilters`` turns that off). Directory mode is
+  xDS-only: ``aeraki envoyfilter DIR [--apply]`` renders or applies them on demand.
 - ``aeraki run DIR`` is the one-machine mesh: the control plane *and* our proxy in one process,
   the proxy an ordinary ADS client of the in-process xDS server (the same path a separate proxy
   takes, so what works here works split), with a live status view.
@@ -108,7 +111,60 @@ def _seconds(text: str) -> float:
     return value
 
 
+#: Kubernetes mode only (``aeraki control --kubernetes``): the Lease-elected EnvoyFilter writer.
+#: Empty defaults are resolved by :mod:`aeraki.control.leadership` (see each help).
+LEADER_SETTINGS: dict[str, Setting] = {
+    s.dest: s
+    for s in (
+        Setting("--lease-name", "AERAKI_LEASE_NAME", "aeraki-controller", "leader-election Lease"),
+        Setting(
+            "--lease-namespace",
+            "POD_NAMESPACE",
+            "",
+            "namespace of the Lease (empty: the service account's, else aeraki-system)",
+        ),
+        Setting(
+            "--leader-identity",
+            "POD_NAME",
+            "",
+            "holderIdentity written in the Lease (empty: <hostname>_<pid>)",
+        ),
+        Setting(
+            "--lease-duration",
+            "AERAKI_LEASE_DURATION",
+            "15",
+            "seconds a standby waits for an unrenewed Lease before taking it",
+        ),
+        Setting(
+            "--renew-deadline",
+            "AERAKI_RENEW_DEADLINE",
+            "10",
+            "seconds the leader keeps failing to renew before it stops writing",
+        ),
+        Setting(
+            "--retry-period",
+            "AERAKI_RETRY_PERIOD",
+            "2",
+            "seconds between election attempts and renewals",
+        ),
+        Setting(
+            "--mesh-config",
+            "AERAKI_MESH_CONFIG",
+            "",
+            "Istio mesh config file (YAML or the istio ConfigMap) for the EnvoyFilters' "
+            "access log, tracing and root namespace (empty: Istio's defaults)",
+        ),
+    )
+}
+
 _TYPES: dict[str, Callable[[str], Any]] = {
+    "lease_name": str,
+    "lease_namespace": str,
+    "leader_identity": str,
+    "lease_duration": _seconds,
+    "renew_deadline": _seconds,
+    "retry_period": _seconds,
+    "mesh_config": str,
     "xds_address": _address,
     "quiet_ms": _milliseconds,
     "max_delay_ms": _milliseconds,
@@ -117,8 +173,13 @@ _TYPES: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _add_settings(parser: argparse.ArgumentParser, xds_default: str | None = None) -> None:
-    for dest, setting in SETTINGS.items():
+def _add_settings(
+    parser: argparse.ArgumentParser,
+    xds_default: str | None = None,
+    settings: dict[str, Setting] = SETTINGS,
+) -> None:
+    prefix = "--kubernetes only: " if settings is LEADER_SETTINGS else ""
+    for dest, setting in settings.items():
         default = setting.value()
         if dest == "xds_address" and xds_default is not None and setting.env not in os.environ:
             default = xds_default
@@ -126,7 +187,7 @@ def _add_settings(parser: argparse.ArgumentParser, xds_default: str | None = Non
             setting.flag,
             type=_TYPES[dest],
             default=_TYPES[dest](default),
-            help=f"{setting.help} (env {setting.env}; default {default})",
+            help=f"{prefix}{setting.help} (env {setting.env}; default {default})",
         )
 
 
@@ -153,6 +214,13 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> dict[str, Comma
         help=f"admin HTTP HOST:PORT: /ready, /metrics, /status (env {ADMIN_ENV}; default off)",
     )
     _add_settings(control)
+    control.add_argument(
+        "--no-envoyfilters",
+        action="store_true",
+        help="Kubernetes mode: serve xDS only; never campaign for the Lease nor write "
+        "EnvoyFilters (e.g. a mesh without Istio)",
+    )
+    _add_settings(control, settings=LEADER_SETTINGS)
     run = subparsers.add_parser(
         "run",
         help="control plane + proxy on this machine from a manifest directory, with live status",
@@ -185,13 +253,45 @@ def cmd_control(args: argparse.Namespace) -> int:
     if args.directory and not os.path.exists(args.directory):
         print(f"aeraki control: {args.directory}: no such file or directory", file=sys.stderr)
         return 2
+    if args.kubernetes and not args.no_envoyfilters:
+        try:
+            _lease(args)
+            _mesh(args)
+        except (ValueError, OSError) as exc:
+            print(f"aeraki control: {exc}", file=sys.stderr)
+            return 2
     _log_settings(args)
     return asyncio.run(_control(args))
+
+
+def _lease(args: argparse.Namespace) -> Any:
+    """The Lease settings of ``args`` (raises ValueError on a bad timing order)."""
+    from aeraki.control import leadership
+
+    return leadership.LeaseConfig(
+        name=args.lease_name,
+        namespace=args.lease_namespace or leadership.default_namespace(),
+        identity=args.leader_identity or leadership.default_identity(),
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+    )
+
+
+def _mesh(args: argparse.Namespace) -> Any:
+    """The Istio mesh config for the EnvoyFilters (raises OSError/ValueError when bad)."""
+    from aeraki.control.envoyfilter.mesh import MeshConfig, parse_mesh_config
+
+    if not args.mesh_config:
+        return MeshConfig()
+    with open(args.mesh_config, encoding="utf-8") as f:
+        return parse_mesh_config(f.read())
 
 
 async def _control(args: argparse.Namespace) -> int:
     host, port = args.xds_address
     closers: list[Callable[[], Any]] = []
+    roles: list[Any] = []
     source: ConfigSource
     if args.kubernetes:
         from aeraki.control.sources.kubeclient import KubeClient, load_config
@@ -200,6 +300,17 @@ async def _control(args: argparse.Namespace) -> int:
         client = KubeClient(load_config(args.kubeconfig))
         closers.append(client.close)
         source = KubernetesSource(client, namespace=args.namespace)
+        if not args.no_envoyfilters:
+            from aeraki.control.leadership import EnvoyFilterLeader
+
+            writer = EnvoyFilterLeader(
+                client,
+                _lease(args),
+                mesh=_mesh(args),
+                quiet=args.quiet_ms,
+                max_delay=args.max_delay_ms,
+            )
+            roles.append(writer)
     else:
         from aeraki.control.sources.files import FileSource
 
@@ -211,6 +322,7 @@ async def _control(args: argparse.Namespace) -> int:
         options=_options(args),
         quiet=args.quiet_ms,
         max_delay=args.max_delay_ms,
+        roles=roles,
     )
     if hasattr(source, "on_problem"):
         source.on_problem = plane.on_source_problem

@@ -11,7 +11,7 @@ pipeline; style anchors §9 rule 10 "translation is pure, pushing is a pipeline"
    translates it for every *connected* node key and sets that node's xDS snapshot; a snapshot
    that fails its consistency check is reported and the node keeps the previous one;
 3. a node that connects gets its snapshot at once, from the current config (the xDS stream
-   answers nothing until then).
+   answers nothing until then); every push also offers its config to the ``roles``.
 
 Nothing is pushed before every source has sent SYNCED: a partial view would withdraw services
 for a moment (the informer ``HasSynced`` rule). Translation is an injected function so the
@@ -29,7 +29,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from envoy.config.core.v3 import base_pb2
 from google.protobuf.message import Message
@@ -49,6 +49,9 @@ from aeraki.control.xds import (
     union,
 )
 from aeraki.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aeraki.control.leadership import Role
 
 __all__ = ["ControlPlane", "TranslationResult", "Translator", "translate_options"]
 
@@ -115,6 +118,8 @@ class ControlPlane:
         options: translation options (default ``TranslateOptions()`` of the real translator).
         quiet, max_delay: debounce (seconds; §13.4, sized for one machine).
         translator, node_info: injected translation (see module docstring).
+        roles: jobs run beside xDS, e.g. the Lease-elected EnvoyFilter writer of Kubernetes
+            mode (:class:`aeraki.control.leadership.Role`); none in directory mode.
     """
 
     def __init__(
@@ -128,7 +133,9 @@ class ControlPlane:
         max_delay: float = 1.0,
         translator: Translator | None = None,
         node_info: NodeInfoFactory | None = None,
+        roles: Iterable[Role] = (),
     ) -> None:
+        self.roles: tuple[Role, ...] = tuple(roles)
         self.sources: tuple[ConfigSource, ...] = (
             (sources,) if isinstance(sources, ConfigSource) else tuple(sources)
         )
@@ -166,10 +173,14 @@ class ControlPlane:
         self._pusher.start()
         for index, source in enumerate(self.sources):
             self._tasks.append(asyncio.create_task(self._consume(index, source)))
+        for role in self.roles:
+            await role.start()
         return port
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop sources, pushes and the xDS server (streams end after ``grace`` seconds)."""
+        """Stop roles, sources, pushes and the xDS server (streams end after ``grace`` s)."""
+        for role in self.roles:
+            await role.stop()  # must not raise (EnvoyFilterLeader.stop only cancels its task)
         for source in self.sources:
             with contextlib.suppress(Exception):
                 await source.close()
@@ -253,6 +264,8 @@ class ControlPlane:
         result = self._builder.build(items)
         self.config = result.config
         self._report_config(result)
+        for role in self.roles:
+            role.offer(result.config)  # must not raise (the writer's offer only stores it)
         nodes = sum(self._push_node(key) for key in self.cache.watched_keys())
         duration = time.perf_counter() - started
         self.last_push = PushRecord(time.time(), duration, nodes, self.store.version)
