@@ -22,8 +22,8 @@ closes it; the client's next call on it fails and a reconnect gets the new route
 asserts exactly that. Switching routes under a live connection would take ThriftProxy ``trds``
 / DubboProxy ``drds`` (routes over xDS), which the translation does not emit.
 
-Envoy NACKs the thrift_proxy listener as translated (:data:`THRIFT_NACK`): that variant is a
-strict xfail, and the Thrift scenario also runs with the suggested fix applied in the test.
+Envoy finds thrift filters by the type of their ``typed_config`` only: the translation sets
+the router's (without it Envoy 1.40 NACKed the listener, as this test first showed).
 
 The control plane runs on the test's event loop, so everything blocking (starting Envoy, whose
 ``/ready`` needs our first responses; admin HTTP; client calls) runs in threads. Every wait is a
@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import itertools
 import json
-import re
 import socket
 import string
 import threading
@@ -50,11 +48,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from envoy.config.listener.v3 import listener_pb2
-from envoy.extensions.filters.network.thrift_proxy.router.v3 import router_pb2 as thrift_router_pb2
-from envoy.extensions.filters.network.thrift_proxy.v3 import thrift_proxy_pb2
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
 
 from aeraki.control.translate import NodeInfo, TranslateOptions, translate
 from aeraki.control.validation import load_config
@@ -68,7 +61,6 @@ from aeraki.control.xds import (
     StreamKind,
     XdsServer,
 )
-from aeraki.xds import pack
 from tests.integration.peers.dubbo import (
     CONSUMERS,
     STATUS_OK,
@@ -147,16 +139,6 @@ static_resources:
 
 #: What Envoy 1.40 answers to the thrift_proxy listener as translated (port varies). Envoy
 #: finds thrift filters by the type URL of ``typed_config`` only (no lookup by name), and
-#: src/aeraki/control/translate/native.py ``_thrift`` adds ``{name:
-#: envoy.filters.thrift.router}`` without one. Fix: ``typed_config=pack(Router())`` with
-#: ``envoy.extensions.filters.network.thrift_proxy.router.v3.Router`` (``DubboFilter`` has no
-#: such field and Envoy finds dubbo filters by name: the Dubbo listener is ACKed as is).
-THRIFT_NACK_CAUSE = (
-    "Didn't find a registered implementation for 'envoy.filters.thrift.router' with type URL: ''"
-)
-THRIFT_NACK = f"Error adding/updating listener(s) 127.0.0.1_<port>: {THRIFT_NACK_CAUSE}"
-
-
 class EnvoyNackError(AssertionError):
     """Envoy NACKed a resource we sent it (the message carries Envoy's reasons)."""
 
@@ -213,40 +195,13 @@ def listener_config(dump: str, name: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the plane
 
 
-def _fix_thrift(config: any_pb2.Any) -> None:
-    proxy = thrift_proxy_pb2.ThriftProxy()
-    config.Unpack(proxy)
-    for f in proxy.thrift_filters:
-        if f.name == THRIFT_ROUTER and not f.HasField("typed_config"):
-            f.typed_config.CopyFrom(pack(thrift_router_pb2.Router()))
-    config.CopyFrom(pack(proxy))
-
-
-def with_thrift_router_typed_config(resources: tuple[Message, ...]) -> tuple[Message, ...]:
-    """The suggested translation fix (:data:`THRIFT_NACK`), applied here until src/ has it;
-    a no-op once the translation sets the router's ``typed_config`` itself."""
-    out: list[Message] = []
-    for msg in resources:
-        if isinstance(msg, listener_pb2.Listener):
-            msg = copy.deepcopy(msg)
-            for chain in msg.filter_chains:
-                for flt in chain.filters:
-                    if flt.typed_config.Is(thrift_proxy_pb2.ThriftProxy.DESCRIPTOR):
-                        _fix_thrift(flt.typed_config)
-        out.append(msg)
-    return tuple(out)
-
-
-def build(paths: list[Path], *, patch_thrift_router: bool) -> Snapshot:
+def build(paths: list[Path]) -> Snapshot:
     """Manifests → validated config → translation for the Envoy node → snapshot."""
     config = load_config(paths)
     assert not config.problems, [p.format() for p in config.problems]
     translation = translate(config, NODE, TranslateOptions())
     assert not translation.problems, [p.format() for p in translation.problems]
-    resources = translation.resources
-    if patch_thrift_router:
-        resources = with_thrift_router_typed_config(resources)
-    return Snapshot.from_messages(*resources)
+    return Snapshot.from_messages(*translation.resources)
 
 
 @dataclass
@@ -255,7 +210,6 @@ class Plane:
 
     protocol: str  # "thrift" | "dubbo": picks the manifests
     api_type: str
-    patch_thrift_router: bool
     root: Path
     values: dict[str, int]
     cache: SnapshotCache = field(default_factory=SnapshotCache)
@@ -301,9 +255,7 @@ class Plane:
     def set_routes(self, vs: str) -> Snapshot:
         """Service manifests + VirtualService file ``vs`` → translated → into the cache."""
         names = (f"{self.protocol}-service.yaml", f"{self.protocol}-{vs}")
-        snap = build(
-            render(names, self.values, self.root / vs), patch_thrift_router=self.patch_thrift_router
-        )
+        snap = build(render(names, self.values, self.root / vs))
         assert set(snap.type_urls()) == set(TYPES), snap.type_urls()
         self.cache.set_snapshot(NODE_ID, snap)
         return snap
@@ -363,9 +315,7 @@ class Plane:
 
 
 class PlaneFactory(Protocol):
-    def __call__(
-        self, protocol: str, v1: int, v2: int, *, patch_thrift_router: bool = False
-    ) -> Awaitable[Plane]: ...
+    def __call__(self, protocol: str, v1: int, v2: int) -> Awaitable[Plane]: ...
 
 
 @pytest.fixture(params=["GRPC", "DELTA_GRPC"], ids=["sotw", "delta"])
@@ -385,10 +335,10 @@ async def make_plane(
         pytest.fail("Envoy binary not installed; run `make setup`")
     planes: list[Plane] = []
 
-    async def make(protocol: str, v1: int, v2: int, *, patch_thrift_router: bool = False) -> Plane:
+    async def make(protocol: str, v1: int, v2: int) -> Plane:
         [listen] = free_ports(1)  # Envoy binds it; the ServiceEntry port names it
         values = {"LISTEN_PORT": listen, "V1_PORT": v1, "V2_PORT": v2}
-        plane = Plane(protocol, api_type, patch_thrift_router, tmp_path / "manifests", values)
+        plane = Plane(protocol, api_type, tmp_path / "manifests", values)
         values["XDS"] = await plane.server.start(LOOPBACK, 0)
         planes.append(plane)
         plane.set_routes("vs-v1.yaml")
@@ -586,29 +536,12 @@ def consumer_values(consumer: str, port: int, calls: list[DubboCall]) -> list[st
 # --------------------------------------------------------------------------- Thrift
 
 
-@pytest.mark.parametrize(
-    "translation",
-    [
-        pytest.param(
-            "as-translated",
-            # Only this NACK: any other failure fails the test.
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=pytest.RaisesExc(EnvoyNackError, match=re.escape(THRIFT_NACK_CAUSE)),
-                reason=THRIFT_NACK,
-            ),
-        ),
-        # The same with the suggested fix applied in the test: everything past the ACK.
-        "router-typed-config",
-    ],
-)
 async def test_thrift_through_envoy(
-    make_plane: PlaneFactory, thrift_pair: tuple[ThriftServer, ThriftServer], translation: str
+    make_plane: PlaneFactory, thrift_pair: tuple[ThriftServer, ThriftServer]
 ) -> None:
     """§15.4 through real Envoy: v1, v2 on a held-open connection, 20/80, a method route."""
     v1_port, v2_port = thrift_pair[0].port, thrift_pair[1].port
-    patch = translation == "router-typed-config"
-    plane = await make_plane("thrift", v1_port, v2_port, patch_thrift_router=patch)
+    plane = await make_plane("thrift", v1_port, v2_port)
     await plane.apply("vs-v1.yaml")  # what Envoy started with: wait for its ACK
     plane.stream_kind()
     port = plane.listen_port

@@ -304,7 +304,18 @@ def test_thrift_config_dumps() -> None:
                 {"match": {"method_name": ""}, "route": {"cluster": f"outbound|9090||{host}"}}
             ],
         },
-        "thrift_filters": [{"name": "envoy.filters.thrift.router"}],
+        # The reference's dump shows the router by name only; Envoy 1.40 finds thrift filters
+        # by their typed_config type and NACKs the name alone (tests/integration/
+        # test_envoy_native.py showed it), so ours carries the Router type (a §16-style fix).
+        "thrift_filters": [
+            {
+                "name": "envoy.filters.thrift.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.filters.network.thrift_proxy.router.v3.Router"
+                },
+            }
+        ],
     }
     inbound = value_of(efs[("istio-system", f"aeraki-inbound-{host}-9090")])["typed_config"]
     assert inbound["value"]["stat_prefix"] == "inbound|9090||"

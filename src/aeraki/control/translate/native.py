@@ -17,10 +17,11 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.network.dubbo_proxy.v3 import dubbo_proxy_pb2
 from envoy.extensions.filters.network.dubbo_proxy.v3 import route_pb2 as dubbo_route
+from envoy.extensions.filters.network.thrift_proxy.router.v3.router_pb2 import Router
 from envoy.extensions.filters.network.thrift_proxy.v3 import route_pb2 as thrift_route
 from envoy.extensions.filters.network.thrift_proxy.v3 import thrift_proxy_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
 from aeraki.control.model.base import Severity
@@ -108,11 +109,19 @@ def _dubbo(stat_prefix: str, interface: str, routes: list[dubbo_route.Route]) ->
     return out
 
 
+def _any(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
 def _thrift(stat_prefix: str, routes: list[thrift_route.Route]) -> Message:
     proxy = thrift_proxy_pb2.ThriftProxy(stat_prefix=stat_prefix)
     proxy.route_config.name = stat_prefix
     proxy.route_config.routes.extend(routes)
-    proxy.thrift_filters.add(name="envoy.filters.thrift.router")
+    # Envoy finds thrift filters by the type of their typed_config, not by name: without it
+    # the listener is NACKed ("Didn't find a registered implementation … type URL: ''").
+    proxy.thrift_filters.add(name="envoy.filters.thrift.router", typed_config=_any(Router()))
     out: Message = proxy
     return out
 
