@@ -39,7 +39,6 @@ def _add_control_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     from aeraki.control.cli import add_commands as add_control
-
     from aeraki.control.envoyfilter.cli import add_commands as add_envoyfilter
 
     commands = dict(add_control(sub))

@@ -1,9 +1,9 @@
 """The control plane's admin pages: ``/ready``, ``/metrics``, ``/status``.
 
 ``/ready`` answers 200 once every config source has delivered its first complete view and
-the configuration was built from it (so a replica never serves an empty configuration); ``/metrics`` is the Prometheus text
-exposition of :data:`~aeraki.control.push.CONTROL_METRICS` and the xDS server's counters;
-``/status`` is the same view ``aeraki run`` shows.
+the configuration was built from it (so a replica never serves an empty configuration);
+``/metrics`` is the Prometheus text exposition of :data:`~aeraki.control.push.CONTROL_METRICS`
+and the xDS server's counters; ``/status`` is the same view ``aeraki run`` shows.
 """
 
 from __future__ import annotations
