@@ -573,9 +573,9 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
         "not supported yet",
     ),
     (
-        "unsupported node metadata",
-        lambda d: d["node"].update(metadata={"a": "b"}),
-        "node.metadata",
+        "unsupported node locality",
+        lambda d: d["node"].update(locality={"zone": "z1"}),
+        "node.locality",
         "not supported yet",
     ),
     ("tracing", lambda d: tc(d).update(tracing={}), TC + ".tracing", "not supported yet"),
