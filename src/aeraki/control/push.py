@@ -49,6 +49,7 @@ from aeraki.control.model.kubernetes import (
 )
 from aeraki.control.sources.api import JsonDict, ResourceKey
 from aeraki.control.validation import check_config, fqdn
+from aeraki.metrics import MetricSpec
 
 __all__ = [
     "CONTROL_METRICS",
@@ -58,15 +59,6 @@ __all__ = [
     "MetricSpec",
     "parse_origin",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """One declared metric of the control plane."""
-
-    name: str
-    kind: str  # "counter" or "gauge"
-    help: str
 
 
 CONTROL_METRICS: tuple[MetricSpec, ...] = (

@@ -8,18 +8,9 @@ dashboards built for Aeraki keep working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from aeraki.metrics import MetricSpec as StatSpec
 
 __all__ = ["CLUSTER_STATS", "LISTENER_STATS", "ClusterStats", "ListenerStats", "StatSpec"]
-
-
-@dataclass(frozen=True, slots=True)
-class StatSpec:
-    """One declared statistic."""
-
-    name: str
-    kind: str  # "counter" or "gauge"
-    help: str
 
 
 LISTENER_STATS: tuple[StatSpec, ...] = (
