@@ -255,6 +255,11 @@ async def test_configuration_arrives_and_route_changes_apply_on_open_connections
             await asyncio.wait_for(proxy.wait_ready(), WAIT)
             for type_url in (TYPE_CDS, TYPE_EDS, TYPE_LDS, TYPE_RDS):
                 await ads.wait_for(acked(type_url, "1"))
+            dump = proxy.config_dump()
+            assert [listener["name"] for listener in dump["listeners"]] == ["fake"]
+            assert {c["name"] for c in dump["clusters"]} >= {"v1", "v2"}
+            assert dump["rds_routes"]["fake-routes"][0]["cluster"] == "v1"
+            assert dump["xds"]["types"]["envoy.config.route.v3.RouteConfiguration"]["version"]
             client = await FakeClient().connect(listen_port)
             assert (await client.call(1)).get_string("server") == "v1"
             ads.set(TYPE_RDS, [routes("fake-routes", (None, "v2"))])

@@ -223,10 +223,36 @@ class ProxyServer:
         return out
 
     def config_dump(self) -> dict[str, Any]:
-        """The configuration in force, as JSON-ready data."""
-        dump = _plain(dataclasses.asdict(self.config))
-        assert isinstance(dump, dict)
+        """The configuration in force, as JSON-ready data: the bootstrap, then what is live
+        now (listeners and clusters, static or from xDS; route tables from RDS; the xDS
+        client's versions and last rejection)."""
+        dump: dict[str, Any] = {
+            "bootstrap": _plain(dataclasses.asdict(self.config)),
+            "listeners": [
+                _plain(dataclasses.asdict(listener.runtime.config)) for listener in self.listeners
+            ],
+            "clusters": [
+                _plain(dataclasses.asdict(cluster.config))
+                | {"hosts": [host.key for host in cluster.hosts]}
+                for cluster in self.clusters.clusters.values()
+            ],
+            "rds_routes": {name: _route_table(table) for name, table in self.routes.items()},
+        }
+        if self.xds is not None:
+            dump["xds"] = self.xds.state()
         return dump
+
+
+def _route_table(table: RouteTable) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": route.name,
+            "match": [_plain(dataclasses.asdict(m.spec)) for m in route.matchers],
+            "cluster": route.cluster,
+            "weighted_clusters": list(route.weighted_names),
+        }
+        for route in table.routes
+    ]
 
 
 def _only_routes_differ(old: ListenerConfig, new: ListenerConfig) -> bool:

@@ -101,6 +101,24 @@ class XdsClient:
         while self._connected != value:
             await self._connection_changed.wait()
 
+    def state(self) -> dict[str, Any]:
+        """What the client holds, for the admin ``/config_dump``: per resource type the
+        version applied (ACKed) and the names subscribed, plus the last rejection."""
+        return {
+            "connected": self._connected,
+            "delta": self.ads.delta,
+            "updates_applied": self.updates_applied,
+            "last_nack": self.last_nack,
+            "types": {
+                type_url.rsplit("/", 1)[-1]: {
+                    "version": state.version,
+                    "received": state.received,
+                    "names": sorted(state.names),
+                }
+                for type_url, state in sorted(self._states.items())
+            },
+        }
+
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background (and keep reconnecting)."""
