@@ -367,6 +367,27 @@ async def test_two_nodes_with_different_metadata_get_different_snapshots(
     assert all(p.in_sync for p in status.proxies)
 
 
+async def test_nodes_with_the_same_view_share_one_translation_and_snapshot(
+    harness: Harness,
+) -> None:
+    """Replicas differ by node id only: one translation per config, one shared snapshot."""
+    await harness.wait(lambda: harness.plane.config is not None)
+    for i in range(5):
+        harness.connect(f"replica-{i}", ONLY="thrift")
+    await harness.wait(lambda: harness.plane.metrics.proxies_connected == 5)
+    await harness.wait(lambda: harness.plane.in_sync())
+    snapshots = {id(harness.snapshot(f"replica-{i}")) for i in range(5)}
+    assert len(snapshots) == 1
+    calls = harness.translator.calls
+    old = harness.snapshot("replica-0")
+    await harness.edit(
+        "thrift-route.yaml", router_yaml("thrift", "meta-thrift", THRIFT, to_subset(THRIFT, "v2"))
+    )
+    await harness.wait(lambda: harness.snapshot("replica-4") != old)
+    await harness.wait(lambda: harness.plane.in_sync())
+    assert harness.translator.calls == calls + 1  # one push, one view, one translation
+
+
 async def test_inconsistent_snapshot_is_refused_and_previous_kept(harness: Harness) -> None:
     harness.connect("proxy-a")
     await harness.wait(lambda: harness.plane.in_sync("proxy-a"))

@@ -158,6 +158,9 @@ class ControlPlane:
         )
         self._builder = ConfigBuilder()
         self._nodes: dict[str, base_pb2.Node] = {}
+        #: translations of the current config by node view (see ``_translated``).
+        self._memo_config: ConfigSnapshot | None = None
+        self._memo: dict[tuple[str, bytes], tuple[Any, Snapshot]] = {}
         self._synced: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._reported: set[str] = set()
@@ -303,9 +306,8 @@ class ControlPlane:
         if node is None or config is None:
             return False
         try:
-            translation = self._translate(config, self._node_info(node), self.options)
+            translation, snapshot = self._translated(config, node)
             self._note_translation(key, translation.problems)
-            snapshot = Snapshot.from_messages(*translation.resources)
             changed = self.cache.set_snapshot(key, snapshot)
         except InconsistentSnapshotError as exc:
             details = "; ".join(f"{path}: {msg}" for path, msg in exc.problems)
@@ -319,6 +321,24 @@ class ControlPlane:
         if changed:
             self.metrics.push_nodes_total += 1
         return changed
+
+    def _translated(self, config: ConfigSnapshot, node: base_pb2.Node) -> tuple[Any, Snapshot]:
+        """Translation and snapshot for ``node``, shared by every node with the same view.
+
+        Translation reads the node's cluster and metadata, never its id, so proxies that
+        differ only by id (replicas of one workload, a fleet of sidecars in one namespace)
+        get one translation and one shared immutable snapshot per config: 100 such proxies
+        cost one translation and one snapshot's memory, not 100.
+        """
+        if self._memo_config is not config:
+            self._memo_config, self._memo = config, {}
+        view = (node.cluster, node.metadata.SerializeToString(deterministic=True))
+        hit = self._memo.get(view)
+        if hit is None:
+            translation = self._translate(config, self._node_info(node), self.options)
+            hit = (translation, Snapshot.from_messages(*translation.resources))
+            self._memo[view] = hit
+        return hit
 
     def _reject(self, key: str, message: str) -> bool:
         self.metrics.snapshots_rejected_total += 1
