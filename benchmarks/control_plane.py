@@ -392,8 +392,8 @@ async def run_phase(s: Settings, poll_ms: int, work: Path, profile: bool) -> Pha
             )
             await asyncio.sleep(0.5 + s.quiet_ms / 1000)  # the next change starts from idle
         phase.rss_steady = status_mb(cp.pid, "VmRSS")
-        missed = _median(phase.latencies()) >= TARGET_LATENCY_S or cp.peak() >= TARGET_RSS_MB
-        if profile and (s.profile == "1" or (s.profile == "auto" and missed)):
+        phase.missed = _median(phase.latencies()) >= TARGET_LATENCY_S or cp.peak() >= TARGET_RSS_MB
+        if profile and (s.profile == "1" or (s.profile == "auto" and phase.missed)):
             phase.profile = await _profiled_change(s, cp, fleet, directory, svcs[-1], work)
         phase.rss_peak = cp.peak()
     except (RuntimeError, TimeoutError) as exc:
