@@ -143,7 +143,7 @@ class Snapshot:
         ConfigError: a message of the wrong type, a missing/empty or duplicate name.
     """
 
-    __slots__ = ("_resources", "_versions")
+    __slots__ = ("_problems", "_resources", "_versions")
 
     def __init__(self, resources: Mapping[str, Iterable[Message] | Mapping[str, Message]]) -> None:
         by_type: dict[str, Mapping[str, Resource]] = {}
@@ -159,6 +159,9 @@ class Snapshot:
             versions[type_url] = _type_version(table)
         self._resources: Mapping[str, Mapping[str, Resource]] = MappingProxyType(by_type)
         self._versions: Mapping[str, str] = MappingProxyType(versions)
+        #: consistency problems, computed once: the snapshot is immutable and many nodes
+        #: share one (checking it per node cost 1.2 s for 100 nodes × 1,000 services).
+        self._problems: list[tuple[str, str]] | None = None
 
     @classmethod
     def from_messages(cls, *messages: Message) -> Snapshot:
@@ -218,9 +221,10 @@ class Snapshot:
         Raises:
             InconsistentSnapshotError: naming the first dangling reference; ``.problems`` has all.
         """
-        problems = self.consistency_problems()
-        if problems:
-            raise InconsistentSnapshotError(problems)
+        if self._problems is None:
+            self._problems = self.consistency_problems()
+        if self._problems:
+            raise InconsistentSnapshotError(list(self._problems))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and dict(self._versions) == dict(other._versions)
