@@ -243,25 +243,32 @@ class FileSource:
         problems: list[_Problem] = []
         now_ns = time.time_ns()
         present = self._list_files()
+        changed = False
         for path in set(self._files) - set(present):
             del self._files[path]
             self.problems.pop(str(path), None)
+            changed = True
         for path in present:
-            self._refresh(path, now_ns, problems)
+            changed |= self._refresh(path, now_ns, problems)
+        if not changed:
+            # Nothing was re-read: the merged view is the one already emitted. Skipping the
+            # diff keeps an idle scan of 2,000 files at stat() cost (benchmarks/RESULTS.md).
+            return _Scan([], problems)
         return _Scan(self._diff(problems), problems)
 
     def _refresh(
         self, path: Path, now_ns: int, problems: list[tuple[str, int | None, str]]
-    ) -> None:
+    ) -> bool:
+        """Re-read ``path`` if its signature moved; True when its parsed state changed."""
         try:
             st = path.stat()
         except OSError:  # vanished between listing and stat: next scan drops it
-            return
+            return False
         signature = (st.st_mtime_ns, st.st_size, st.st_ino)
         state = self._files.get(path)
         racy = now_ns - st.st_mtime_ns < _RACY_NS
         if state is not None and state.signature == signature and not racy:
-            return
+            return False
         try:
             if st.st_size > _MAX_FILE_BYTES:
                 raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")
@@ -269,11 +276,11 @@ class FileSource:
             text = raw.decode("utf-8")
         except (OSError, ValueError) as exc:
             problems.append((str(path), None, f"cannot read: {exc}"))
-            return
+            return True
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         if state is not None and state.digest == digest:
             state.signature = signature
-            return
+            return False
         result = parse_manifests(text, default_namespace=self.default_namespace, kinds=self.kinds)
         current = [(line, msg) for line, msg in result.problems]
         if result.error is not None:
@@ -292,6 +299,7 @@ class FileSource:
         if not current:
             del self.problems[str(path)]
         problems.extend((str(path), line, message) for line, message in current)
+        return True
 
     def _diff(self, problems: list[_Problem]) -> list[ResourceEvent]:
         merged: dict[ResourceKey, ParsedDoc] = {}

@@ -54,6 +54,10 @@ class XdsCallbacks:
         """The proxy rejected ``version`` of ``type_url`` and keeps its previous config."""
 
 
+#: See ``XdsServer._send_slots``.
+MAX_CONCURRENT_SENDS = 8
+
+
 @dataclass(slots=True)
 class XdsStats:
     """Counters of the server since it was created (names follow Envoy's style)."""
@@ -78,6 +82,11 @@ class XdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
         self.cache = cache
         self.callbacks = callbacks or XdsCallbacks()
         self.stats = XdsStats()
+        #: How many streams may build and send responses at the same time. A state-of-the-
+        #: world response carries every subscribed resource (megabytes for 1,000 services);
+        #: 100 proxies reconnecting at once would otherwise hold 100 such copies plus their
+        #: gRPC buffers (about 200 MB measured). Sends are fast, so the wait is short.
+        self._send_slots = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
         self._streams: dict[int, SotwStream | DeltaStream] = {}
         self._ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
@@ -169,9 +178,10 @@ class XdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                 snapshot = self.cache.get_snapshot(stream.node_key)
                 if snapshot is None:
                     continue  # wait for the push pipeline to build this node's snapshot
-                for resp in stream.responses(snapshot):
-                    self.stats.responses_total += 1
-                    yield resp
+                async with self._send_slots:  # bounds the responses alive at once (memory)
+                    for resp in stream.responses(snapshot):
+                        self.stats.responses_total += 1
+                        yield resp
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

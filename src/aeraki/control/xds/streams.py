@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import enum
 import itertools
+import sys
 import time
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -104,7 +106,9 @@ class ProxyStatus:
 @dataclass(slots=True)
 class _TypeState:
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
+    #: SotW: a frozenset of interned names (shared with ``sent_key``, so no copy per push);
+    #: delta: a set updated in place.
+    names: set[str] | frozenset[str] = field(default_factory=set)
     initial: bool = True  # no response sent yet for the current subscription
     last_nonce: str = ""
     pending_nonce: str = ""
@@ -216,9 +220,10 @@ class SotwStream(_Stream):
         else:
             state.initial = True  # a fresh subscription is always answered
             state.pending_nonce = ""
-        names = set(req.resource_names)
+        # Interned: proxies subscribing to the same thousands of names share one copy of each.
+        names = frozenset(sys.intern(n) for n in req.resource_names)
         state.wildcard = req.type_url in WILDCARD_TYPES and (not names or _WILDCARD in names)
-        state.names = names - {_WILDCARD}
+        state.names = names - {_WILDCARD} if _WILDCARD in names else names
         return outcome
 
     def responses(self, snapshot: Snapshot) -> list[discovery_pb2.DiscoveryResponse]:
@@ -228,7 +233,8 @@ class SotwStream(_Stream):
             if not state.wildcard and not state.names:
                 continue
             version = snapshot.version(type_url)
-            key = (version, None if state.wildcard else frozenset(state.names))
+            names = state.names
+            key = (version, None if state.wildcard else frozenset(names))
             if key == state.sent_key and not state.initial:
                 continue
             table = snapshot.resources(type_url)
@@ -267,14 +273,16 @@ class DeltaStream(_Stream):
             state.wildcard = True  # legacy wildcard: first request names nothing
         if _WILDCARD in subscribe:
             state.wildcard = True
-        state.names |= subscribe - {_WILDCARD}
+        names = set(state.names)
+        names |= {sys.intern(n) for n in subscribe - {_WILDCARD}}
         for name in req.resource_names_unsubscribe:
             if name == _WILDCARD:
                 state.wildcard = False
                 continue
-            state.names.discard(name)
+            names.discard(name)
             state.client_versions.pop(name, None)  # the client forgets it by itself
             state.told_absent.discard(name)
+        state.names = names
         return outcome
 
     def responses(self, snapshot: Snapshot) -> list[discovery_pb2.DeltaDiscoveryResponse]:
@@ -313,9 +321,9 @@ class DeltaStream(_Stream):
         return out
 
 
-def _pick(table: Mapping[str, Resource], names: set[str]) -> list[Resource]:
+def _pick(table: Mapping[str, Resource], names: AbstractSet[str]) -> list[Resource]:
     return [table[n] for n in sorted(names) if n in table]
 
 
-def _pick_named(table: Mapping[str, Resource], names: set[str]) -> dict[str, Resource]:
+def _pick_named(table: Mapping[str, Resource], names: AbstractSet[str]) -> dict[str, Resource]:
     return {n: table[n] for n in sorted(names) if n in table}
