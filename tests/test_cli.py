@@ -100,3 +100,27 @@ spec:
 def test_validate_needs_something_to_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 2
     assert "give manifest paths" in capsys.readouterr().err
+
+
+def test_proxy_command_does_not_load_the_control_plane() -> None:
+    """The control plane's modules (gRPC server, Kubernetes client, translation) stay out of
+    a proxy process: they cost start-up time and memory it never uses."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aeraki.cli as c; c._parser(['proxy', '-c', 'x']); "
+        "print(sorted(m for m in sys.modules if m.startswith('aeraki.control')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_lists_the_control_plane_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("control", "run", "envoyfilter"):
+        assert command in out

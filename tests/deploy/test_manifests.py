@@ -727,7 +727,7 @@ def test_flags_listen_on_the_container_ports() -> None:
 
 def test_flags_parse_with_the_cli() -> None:
     """Once ``aeraki control`` exists, the Deployment's arguments must be accepted by it."""
-    parser = cli._parser()
+    parser = cli._parser(_container()["args"])
     commands = {
         name
         for action in parser._actions
