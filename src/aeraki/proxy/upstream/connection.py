@@ -49,6 +49,7 @@ class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
         self.host: Host = pool.host
         self.codec = codec_cls(Side.RESPONSE)
         self.is_multiplexed = multiplexed
+        self.flush_per_tick = multiplexed  # shared by many clients: one write per tick
         self.transport: asyncio.Transport | None = None
         self.is_closed = False
         #: exclusive mode: the request in flight (``None`` when idle).
