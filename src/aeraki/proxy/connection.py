@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 from aeraki.codec.api import LocalError, MessageType, Metadata
 from aeraki.errors import CodecError
 from aeraki.proxy.request import ActiveRequest
-from aeraki.proxy.writes import CoalescedWriter, dispatch_begin, dispatch_done
+from aeraki.proxy.writes import CoalescedWriter
 
 if TYPE_CHECKING:
     from aeraki.proxy.filters.api import EncoderFilter
@@ -58,13 +58,6 @@ class DownstreamConnection(CoalescedWriter, asyncio.Protocol):
             self._idle_timer = self._loop.call_later(idle, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        dispatch_begin()
-        try:
-            self._dispatch(data)
-        finally:
-            dispatch_done()
-
-    def _dispatch(self, data: bytes) -> None:
         self._last_read = self._loop.time()
         listener = self.listener
         try:

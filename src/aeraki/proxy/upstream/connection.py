@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from aeraki.codec.api import Codec, ErrorType, MessageType, Metadata, Side
 from aeraki.errors import CodecError
-from aeraki.proxy.writes import CoalescedWriter, dispatch_begin, dispatch_done
+from aeraki.proxy.writes import CoalescedWriter
 
 if TYPE_CHECKING:
     from aeraki.proxy.upstream.host import Host
@@ -49,7 +49,6 @@ class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
         self.host: Host = pool.host
         self.codec = codec_cls(Side.RESPONSE)
         self.is_multiplexed = multiplexed
-        self.flush_per_tick = multiplexed  # shared by many clients: one write per tick
         self.transport: asyncio.Transport | None = None
         self.is_closed = False
         #: exclusive mode: the request in flight (``None`` when idle).
@@ -66,13 +65,6 @@ class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        dispatch_begin()
-        try:
-            self._receive(data)
-        finally:
-            dispatch_done()
-
-    def _receive(self, data: bytes) -> None:
         try:
             messages = self.codec.decode(data)
         except CodecError as exc:
