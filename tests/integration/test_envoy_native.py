@@ -72,7 +72,7 @@ from tests.integration.peers.dubbo import (
     request_frame,
     start_dubbo_provider,
 )
-from tests.integration.peers.envoy import Envoy, envoy_binary, start_envoy
+from tests.integration.peers.envoy import Envoy, ads_bootstrap, envoy_binary, start_envoy
 from tests.integration.peers.procs import LOOPBACK, ProcessGroup, free_ports
 from tests.integration.peers.thrift_client import EchoClient, make_thrift_client
 from tests.integration.peers.thrift_peer import ThriftServer, start_thrift_server
@@ -101,40 +101,6 @@ DRAIN_TIME_S = 3
 DUMP = "/config_dump?resource=dynamic_listeners"
 SPLIT_CALLS = 2000
 SPLIT_TOLERANCE = 0.05
-
-BOOTSTRAP = """\
-node:
-  id: NODE_ID
-  cluster: NODE_CLUSTER
-  metadata: {AERAKI_DATA_PLANE: envoy}
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: {admin_port}}}
-dynamic_resources:
-  ads_config:
-    api_type: API_TYPE
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services:
-    - envoy_grpc:
-        cluster_name: xds
-        retry_policy: {retry_back_off: {base_interval: 0.1s, max_interval: 0.5s}}
-  cds_config: {ads: {}, resource_api_version: V3}
-  lds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: XDS_PORT}}}
-"""
 
 
 #: What Envoy 1.40 answers to the thrift_proxy listener as translated (port varies). Envoy
@@ -228,9 +194,13 @@ class Plane:
         return f"{LOOPBACK}_{self.listen_port}"
 
     def bootstrap(self) -> str:
-        text = BOOTSTRAP.replace("NODE_ID", NODE_ID).replace("NODE_CLUSTER", NODE_CLUSTER)
-        text = text.replace("API_TYPE", self.api_type)
-        return text.replace("XDS_PORT", str(self.values["XDS"]))
+        return ads_bootstrap(
+            node_id=NODE_ID,
+            node_cluster=NODE_CLUSTER,
+            api_type=self.api_type,
+            xds_port=self.values["XDS"],
+            metadata={"AERAKI_DATA_PLANE": "envoy"},
+        )
 
     def proxy(self) -> ProxyStatus | None:
         proxies = [p for p in self.server.proxies() if p.node_id == NODE_ID]

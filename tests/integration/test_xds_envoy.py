@@ -45,7 +45,7 @@ from tests.control.xds.resources import (
     socket_address,
     tcp_listener,
 )
-from tests.integration.peers.envoy import Envoy, start_envoy
+from tests.integration.peers.envoy import Envoy, ads_bootstrap, start_envoy
 from tests.integration.peers.procs import ProcessGroup, can_connect, free_ports
 
 NODE = "envoy-it"
@@ -53,37 +53,6 @@ NODE = "envoy-it"
 #: here; 20 s leaves room for a loaded CI machine without hiding a hang.
 DEADLINE = 20.0
 POLL = 0.05
-
-BOOTSTRAP = """\
-node: {id: NODE, cluster: it}
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: {admin_port}}}
-dynamic_resources:
-  ads_config:
-    api_type: API_TYPE
-    transport_api_version: V3
-    set_node_on_first_message_only: true
-    grpc_services:
-    - envoy_grpc:
-        cluster_name: xds
-        retry_policy: {retry_back_off: {base_interval: 0.1s, max_interval: 0.5s}}
-  cds_config: {ads: {}, resource_api_version: V3}
-  lds_config: {ads: {}, resource_api_version: V3}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: XDS_PORT}}}
-"""
 
 
 def http_listener(name: str, port: int, route_name: str) -> Message:
@@ -211,8 +180,7 @@ def launch_envoy(
     peers: ProcessGroup, tmp_path: Path, ports: Ports, api_type: str
 ) -> Callable[[], Awaitable[Envoy]]:
     """Start Envoy in a thread: its /ready needs our server (on this loop) to answer."""
-    text = BOOTSTRAP.replace("NODE", NODE).replace("API_TYPE", api_type)
-    text = text.replace("XDS_PORT", str(ports.xds))
+    text = ads_bootstrap(node_id=NODE, node_cluster="it", api_type=api_type, xds_port=ports.xds)
 
     async def launch() -> Envoy:
         return await asyncio.to_thread(

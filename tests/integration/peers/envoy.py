@@ -168,3 +168,54 @@ static_resources:
 def tcp_proxy_bootstrap(upstream_host: str, upstream_port: int) -> str:
     """A bootstrap with one tcp_proxy listener ``{listener}`` in front of one upstream."""
     return TCP_PROXY_BOOTSTRAP.format(host=upstream_host, port=upstream_port)
+
+
+_ADS_BOOTSTRAP = """\
+node:
+  id: NODE_ID
+  cluster: NODE_CLUSTER
+  metadata: NODE_METADATA
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: {admin_port}}}
+dynamic_resources:
+  ads_config:
+    api_type: API_TYPE
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services:
+    - envoy_grpc:
+        cluster_name: xds
+        retry_policy: {retry_back_off: {base_interval: 0.1s, max_interval: 0.5s}}
+  cds_config: {ads: {}, resource_api_version: V3}
+  lds_config: {ads: {}, resource_api_version: V3}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: xds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: XDS_PORT}}}
+"""
+
+
+def ads_bootstrap(
+    *,
+    node_id: str,
+    node_cluster: str,
+    api_type: str,
+    xds_port: int,
+    metadata: Mapping[str, str] | None = None,
+) -> str:
+    """An Envoy bootstrap taking everything from our ADS server on 127.0.0.1:``xds_port``
+    (``api_type`` GRPC or DELTA_GRPC); ``{admin_port}`` is left for :func:`start_envoy`."""
+    meta = "{" + ", ".join(f"{k}: {v}" for k, v in (metadata or {}).items()) + "}"
+    text = _ADS_BOOTSTRAP.replace("NODE_ID", node_id).replace("NODE_CLUSTER", node_cluster)
+    text = text.replace("NODE_METADATA", meta).replace("API_TYPE", api_type)
+    return text.replace("XDS_PORT", str(xds_port))
