@@ -22,7 +22,6 @@ the same fake by ``tests/control/sources/test_leader.py``.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from aeraki.control.cli import local_proxy_bootstrap
 from aeraki.proxy.bootstrap import bootstrap_from_dict
 from aeraki.proxy.server import ProxyServer
 from aeraki.proxy.xds_client import XdsClient
-from tests.control.sources.fake_cluster import FakeCluster
+from tests.control.sources.fake_cluster import FakeCluster, control_argv
 from tests.control.test_runtime import router_yaml, service_yaml
 from tests.integration.peers.procs import (
     LOOPBACK,
@@ -174,23 +173,9 @@ async def mesh(
     kubeconfig = await cluster.start(tmp_path)
     cluster.apply_yaml(service_yaml("thrift", NAMESPACE, HOST, PORT_NAME, port, v1.port, v2.port))
     cluster.apply(metarouter("v1"))
-    argv = [
-        sys.executable,
-        "-c",
-        "import sys; from aeraki.cli import main; sys.exit(main())",
-        "--log-level",
-        "info",
-        "control",
-        "--kubernetes",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--xds-address",
-        f"{LOOPBACK}:{xds_port}",
-        "--quiet-ms",
-        str(QUIET_MS),
-        "--max-delay-ms",
-        str(MAX_DELAY_MS),
-    ]
+    argv = control_argv(
+        kubeconfig, xds_port, quiet_ms=QUIET_MS, max_delay_ms=MAX_DELAY_MS, extra=[]
+    )
     control = peers.spawn("aeraki-control-k8s", argv)
     proxy = ProxyServer(
         bootstrap_from_dict(local_proxy_bootstrap(xds_port, node_id=NODE_ID)), drain_timeout=1.0

@@ -22,7 +22,6 @@ the "nothing is written" checks, each longer than the debounce's max delay.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,7 +35,12 @@ import yaml
 from aeraki.control.envoyfilter.reconcile import list_managed
 from aeraki.control.sources.kubeclient import ClusterConfig, KubeClient
 from aeraki.control.xds import LISTENER_TYPE
-from tests.control.sources.fake_cluster import FakeCluster, Request, kubeconfig_text
+from tests.control.sources.fake_cluster import (
+    FakeCluster,
+    Request,
+    control_argv,
+    kubeconfig_text,
+)
 from tests.control.xds.client import AdsClient
 from tests.integration.peers.procs import LOOPBACK, PeerProcess, ProcessGroup, free_ports
 
@@ -213,22 +217,7 @@ async def pair(tmp_path: Path, peers: ProcessGroup) -> AsyncIterator[Pair]:
     for name, xds_port in zip(("replica-a", "replica-b"), free_ports(2), strict=True):
         kubeconfig = tmp_path / f"{name}.kubeconfig"
         kubeconfig.write_text(kubeconfig_text(cluster.server.url, token=f"token-{name}"))
-        argv = [
-            sys.executable,
-            "-c",
-            "import sys; from aeraki.cli import main; sys.exit(main())",
-            "--log-level",
-            "info",
-            "control",
-            "--kubernetes",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--xds-address",
-            f"{LOOPBACK}:{xds_port}",
-            "--quiet-ms",
-            str(QUIET_MS),
-            "--max-delay-ms",
-            str(MAX_DELAY_MS),
+        leader_flags = [
             "--lease-duration",
             str(LEASE_DURATION),
             "--renew-deadline",
@@ -236,6 +225,9 @@ async def pair(tmp_path: Path, peers: ProcessGroup) -> AsyncIterator[Pair]:
             "--retry-period",
             str(RETRY_PERIOD),
         ]
+        argv = control_argv(
+            kubeconfig, xds_port, quiet_ms=QUIET_MS, max_delay_ms=MAX_DELAY_MS, extra=leader_flags
+        )
         env = {"POD_NAME": name, "POD_NAMESPACE": LEASE_NAMESPACE}
         process = peers.spawn(f"aeraki-control-{name}", argv, env=env)
         replicas.append(Replica(name, f"token-{name}", xds_port, process))

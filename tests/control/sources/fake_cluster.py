@@ -9,6 +9,7 @@ lists and watches a client made since a mark, from which ``resourceVersion``. It
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import yaml
 from aeraki.control.sources.api import DEFAULT_KINDS, WatchedKind
 from tests.control.sources.fake_apiserver import FakeApiServer
 
-__all__ = ["FakeCluster", "Request", "kubeconfig_text"]
+__all__ = ["FakeCluster", "Request", "control_argv", "kubeconfig_text"]
 
 JsonDict = dict[str, Any]
 TOKEN = "fake-cluster-token"  # recorded by the fake, never checked (it has no authn)
@@ -152,3 +153,27 @@ class FakeCluster:
         fake's ``drop_watches`` instead aborts the connection, which can lose queued events.)"""
         for watcher in list(self.server._watchers):  # the fake has no public hook for this
             watcher.queue.put_nowait({"type": "__close__"})
+
+
+def control_argv(
+    kubeconfig: Path | str, xds_port: int, *, quiet_ms: int, max_delay_ms: int, extra: list[str]
+) -> list[str]:
+    """The command line of an ``aeraki control --kubernetes`` process against this fake."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from aeraki.cli import main; sys.exit(main())",
+        "--log-level",
+        "info",
+        "control",
+        "--kubernetes",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--xds-address",
+        f"127.0.0.1:{xds_port}",
+        "--quiet-ms",
+        str(quiet_ms),
+        "--max-delay-ms",
+        str(max_delay_ms),
+        *extra,
+    ]
