@@ -37,6 +37,7 @@ class ActiveRequest:
 
     __slots__ = (
         "downstream",
+        "filter_index",
         "in_flight",
         "is_done",
         "is_oneway",
@@ -62,14 +63,29 @@ class ActiveRequest:
         #: counted in the pool's and host's in-flight gauges (undone exactly once).
         self.in_flight = False
         self.is_oneway = metadata.message_type is MessageType.ONEWAY
+        #: the decoder filter to run next (a paused filter resumes after itself).
+        self.filter_index = 0
 
     # -- decoder chain and router (§20.2) -------------------------------------------------
     def start(self) -> None:
         """Run the decoder filters, then route and send upstream."""
         listener = self.downstream.listener
-        for decoder in listener.decoder_filters:
-            if decoder.on_request(self) is FilterStatus.STOP or self.is_done:
+        decoders = listener.decoder_filters
+        while self.filter_index < len(decoders):
+            decoder = decoders[self.filter_index]
+            self.filter_index += 1
+            status = decoder.on_request(self)
+            if status is not FilterStatus.CONTINUE or self.is_done:
                 return
+        self._route()
+
+    def resume_decoding(self) -> None:
+        """Continue after a filter that returned ``PAUSE`` (a no-op once answered)."""
+        if not self.is_done:
+            self.start()
+
+    def _route(self) -> None:
+        listener = self.downstream.listener
         md = self.metadata
         table = listener.route_table
         route = table.match(md) if table is not None else None
@@ -112,10 +128,8 @@ class ActiveRequest:
                 connection = pool.acquire_shared(self, listener.shared_key(self.downstream))
             else:
                 connection = pool.acquire(self)
-        except PoolOverflow:
-            self.local_reply(
-                ErrorType.UNSPECIFIED, "meta protocol upstream request: too many connections"
-            )
+        except PoolOverflow as exc:
+            self.local_reply(ErrorType.OVER_LIMIT, f"meta protocol upstream request: {exc}")
             return
         if connection is not None:
             self.on_pool_ready(connection)

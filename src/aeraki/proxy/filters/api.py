@@ -3,7 +3,11 @@
 A filter is built once per listener from its config and called for every message, so a
 stateless filter costs nothing per request but the call. It returns a
 :class:`FilterStatus`: ``CONTINUE`` passes the message on; ``STOP`` means the filter has
-answered the request itself (e.g. ``request.local_reply(...)``) or dropped the response.
+answered the request itself (e.g. ``request.local_reply(...)``) or dropped the response;
+``PAUSE`` (decoder filters only) means the filter waits for something asynchronous (a rate
+limit service, a fault delay) and will call ``request.resume_decoding()`` exactly once when
+it is done — unless it answers the request instead. A paused request is still bounded by the
+route timeout and dropped cleanly if the client goes away meanwhile (``request.is_done``).
 The router is the terminal step of the decoder chain and is always present (reference §21,
 §22.1); the chain order for encoder filters is the configured order, as in Aeraki.
 """
@@ -40,6 +44,7 @@ class FilterStatus(enum.Enum):
 
     CONTINUE = "continue"
     STOP = "stop"
+    PAUSE = "pause"
 
 
 class DecoderFilter(Protocol):

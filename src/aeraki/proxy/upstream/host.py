@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aeraki.proxy.config import SocketAddress
+from aeraki.proxy.upstream.outcome import Outcome, OutcomeMonitor
 
 __all__ = ["Host"]
 
@@ -17,7 +18,7 @@ class Host:
     health checking and outlier detection (load balancers skip unhealthy hosts).
     """
 
-    __slots__ = ("active_requests", "address", "healthy", "key", "metadata", "weight")
+    __slots__ = ("active_requests", "address", "healthy", "key", "metadata", "monitor", "weight")
 
     def __init__(
         self,
@@ -31,8 +32,16 @@ class Host:
         self.metadata: Mapping[str, Any] = metadata or {}
         self.active_requests = 0
         self.healthy = True
+        #: outlier detection of the host's cluster, if configured.
+        self.monitor: OutcomeMonitor | None = None
         #: "ip:port", also the hashing identity of the host on rings.
         self.key = str(address)
+
+    def report(self, outcome: Outcome) -> None:
+        """Account the outcome of one attempt on this host (outlier detection)."""
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.report(self, outcome)
 
     def __repr__(self) -> str:
         state = "healthy" if self.healthy else "unhealthy"

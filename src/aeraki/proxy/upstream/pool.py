@@ -92,7 +92,7 @@ class HostPool:
         at_limit = len(self.connections) + self.connecting >= self.max_connections
         if at_limit and len(self.waiters) >= self.max_pending:
             self.stats.upstream_cx_overflow += 1
-            raise PoolOverflow
+            raise PoolOverflow("too many connections and pending requests")
         self.waiters.append(waiter)
         self.stats.upstream_rq_pending_active += 1
         if not at_limit:
@@ -152,7 +152,7 @@ class HostPool:
     def _check_limit(self) -> None:
         if len(self.connections) + self.connecting >= self.max_connections:
             self.stats.upstream_cx_overflow += 1
-            raise PoolOverflow
+            raise PoolOverflow("too many connections")
 
     def _start_connect(self, key: object) -> None:
         self.connecting += 1

@@ -24,25 +24,36 @@ _sym_db = _symbol_database.Default()
 
 from envoy.config.core.v3 import base_pb2 as envoy_dot_config_dot_core_dot_v3_dot_base__pb2
 from envoy.config.route.v3 import route_components_pb2 as envoy_dot_config_dot_route_dot_v3_dot_route__components__pb2
+from envoy.type.v3 import percent_pb2 as envoy_dot_type_dot_v3_dot_percent__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\nCaeraki/xds/gen/meta_protocol_proxy/config/route/v1alpha/route.proto\x12/aeraki.meta_protocol_proxy.config.route.v1alpha\x1a\x1f\x65nvoy/config/core/v3/base.proto\x1a,envoy/config/route/v3/route_components.proto\"j\n\x12RouteConfiguration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x46\n\x06routes\x18\x02 \x03(\x0b\x32\x36.aeraki.meta_protocol_proxy.config.route.v1alpha.Route\"\xd9\x02\n\x05Route\x12\x0c\n\x04name\x18\x01 \x01(\t\x12J\n\x05match\x18\x02 \x01(\x0b\x32;.aeraki.meta_protocol_proxy.config.route.v1alpha.RouteMatch\x12K\n\x05route\x18\x03 \x01(\x0b\x32<.aeraki.meta_protocol_proxy.config.route.v1alpha.RouteAction\x12S\n\x10request_mutation\x18\x13 \x03(\x0b\x32\x39.aeraki.meta_protocol_proxy.config.route.v1alpha.KeyValue\x12T\n\x11response_mutation\x18\x14 \x03(\x0b\x32\x39.aeraki.meta_protocol_proxy.config.route.v1alpha.KeyValue\"D\n\nRouteMatch\x12\x36\n\x08metadata\x18\x01 \x03(\x0b\x32$.envoy.config.route.v3.HeaderMatcher\"\xf4\x02\n\x0bRouteAction\x12\x11\n\x07\x63luster\x18\x01 \x01(\tH\x00\x12\x43\n\x11weighted_clusters\x18\x02 \x01(\x0b\x32&.envoy.config.route.v3.WeightedClusterH\x00\x12\x13\n\x0bhash_policy\x18\n \x03(\t\x12q\n\x17request_mirror_policies\x18\x0b \x03(\x0b\x32P.aeraki.meta_protocol_proxy.config.route.v1alpha.RouteAction.RequestMirrorPolicy\x1ap\n\x13RequestMirrorPolicy\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12H\n\x10runtime_fraction\x18\x02 \x01(\x0b\x32..envoy.config.core.v3.RuntimeFractionalPercentB\x13\n\x11\x63luster_specifier\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\nCaeraki/xds/gen/meta_protocol_proxy/config/route/v1alpha/route.proto\x12/aeraki.meta_protocol_proxy.config.route.v1alpha\x1a\x1f\x65nvoy/config/core/v3/base.proto\x1a,envoy/config/route/v3/route_components.proto\x1a\x1b\x65nvoy/type/v3/percent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1egoogle/protobuf/wrappers.proto\"j\n\x12RouteConfiguration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x46\n\x06routes\x18\x02 \x03(\x0b\x32\x36.aeraki.meta_protocol_proxy.config.route.v1alpha.Route\"\xd9\x04\n\x05Route\x12\x0c\n\x04name\x18\x01 \x01(\t\x12J\n\x05match\x18\x02 \x01(\x0b\x32;.aeraki.meta_protocol_proxy.config.route.v1alpha.RouteMatch\x12K\n\x05route\x18\x03 \x01(\x0b\x32<.aeraki.meta_protocol_proxy.config.route.v1alpha.RouteAction\x12S\n\x10request_mutation\x18\x13 \x03(\x0b\x32\x39.aeraki.meta_protocol_proxy.config.route.v1alpha.KeyValue\x12T\n\x11response_mutation\x18\x14 \x03(\x0b\x32\x39.aeraki.meta_protocol_proxy.config.route.v1alpha.KeyValue\x12*\n\x07timeout\x18\x64 \x01(\x0b\x32\x19.google.protobuf.Duration\x12R\n\x0cretry_policy\x18\x65 \x01(\x0b\x32<.aeraki.meta_protocol_proxy.config.route.v1alpha.RetryPolicy\x12N\n\x05\x66\x61ult\x18\x66 \x01(\x0b\x32?.aeraki.meta_protocol_proxy.config.route.v1alpha.FaultInjection\x12.\n\nidempotent\x18g \x01(\x0b\x32\x1a.google.protobuf.BoolValue\"\xe9\x01\n\x0bRetryPolicy\x12\x13\n\x0bnum_retries\x18\x01 \x01(\r\x12\x32\n\x0fper_try_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08retry_on\x18\x03 \x03(\t\x12\x30\n\rbase_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cmax_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14retry_non_idempotent\x18\x06 \x01(\x08\"\x8f\x03\n\x0e\x46\x61ultInjection\x12T\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x45.aeraki.meta_protocol_proxy.config.route.v1alpha.FaultInjection.Delay\x12T\n\x05\x61\x62ort\x18\x02 \x01(\x0b\x32\x45.aeraki.meta_protocol_proxy.config.route.v1alpha.FaultInjection.Abort\x1am\n\x05\x44\x65lay\x12.\n\x0b\x66ixed_delay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\npercentage\x18\x02 \x01(\x0b\x32 .envoy.type.v3.FractionalPercent\x1a\x62\n\x05\x41\x62ort\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x34\n\npercentage\x18\x03 \x01(\x0b\x32 .envoy.type.v3.FractionalPercent\"D\n\nRouteMatch\x12\x36\n\x08metadata\x18\x01 \x03(\x0b\x32$.envoy.config.route.v3.HeaderMatcher\"\xf4\x02\n\x0bRouteAction\x12\x11\n\x07\x63luster\x18\x01 \x01(\tH\x00\x12\x43\n\x11weighted_clusters\x18\x02 \x01(\x0b\x32&.envoy.config.route.v3.WeightedClusterH\x00\x12\x13\n\x0bhash_policy\x18\n \x03(\t\x12q\n\x17request_mirror_policies\x18\x0b \x03(\x0b\x32P.aeraki.meta_protocol_proxy.config.route.v1alpha.RouteAction.RequestMirrorPolicy\x1ap\n\x13RequestMirrorPolicy\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12H\n\x10runtime_fraction\x18\x02 \x01(\x0b\x32..envoy.config.core.v3.RuntimeFractionalPercentB\x13\n\x11\x63luster_specifier\"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aeraki.xds.gen.meta_protocol_proxy.config.route.v1alpha.route_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTECONFIGURATION']._serialized_start=199
-  _globals['_ROUTECONFIGURATION']._serialized_end=305
-  _globals['_ROUTE']._serialized_start=308
-  _globals['_ROUTE']._serialized_end=653
-  _globals['_ROUTEMATCH']._serialized_start=655
-  _globals['_ROUTEMATCH']._serialized_end=723
-  _globals['_ROUTEACTION']._serialized_start=726
-  _globals['_ROUTEACTION']._serialized_end=1098
-  _globals['_ROUTEACTION_REQUESTMIRRORPOLICY']._serialized_start=965
-  _globals['_ROUTEACTION_REQUESTMIRRORPOLICY']._serialized_end=1077
-  _globals['_KEYVALUE']._serialized_start=1100
-  _globals['_KEYVALUE']._serialized_end=1138
+  _globals['_ROUTECONFIGURATION']._serialized_start=292
+  _globals['_ROUTECONFIGURATION']._serialized_end=398
+  _globals['_ROUTE']._serialized_start=401
+  _globals['_ROUTE']._serialized_end=1002
+  _globals['_RETRYPOLICY']._serialized_start=1005
+  _globals['_RETRYPOLICY']._serialized_end=1238
+  _globals['_FAULTINJECTION']._serialized_start=1241
+  _globals['_FAULTINJECTION']._serialized_end=1640
+  _globals['_FAULTINJECTION_DELAY']._serialized_start=1431
+  _globals['_FAULTINJECTION_DELAY']._serialized_end=1540
+  _globals['_FAULTINJECTION_ABORT']._serialized_start=1542
+  _globals['_FAULTINJECTION_ABORT']._serialized_end=1640
+  _globals['_ROUTEMATCH']._serialized_start=1642
+  _globals['_ROUTEMATCH']._serialized_end=1710
+  _globals['_ROUTEACTION']._serialized_start=1713
+  _globals['_ROUTEACTION']._serialized_end=2085
+  _globals['_ROUTEACTION_REQUESTMIRRORPOLICY']._serialized_start=1952
+  _globals['_ROUTEACTION_REQUESTMIRRORPOLICY']._serialized_end=2064
+  _globals['_KEYVALUE']._serialized_start=2087
+  _globals['_KEYVALUE']._serialized_end=2125
 # @@protoc_insertion_point(module_scope)
