@@ -9,6 +9,11 @@ The upstream reacts to an ``action`` header of each request:
 * ``hang`` — never answer;
 * ``close`` — close the connection instead of answering;
 * ``wrong-id`` — answer with the request id plus one.
+
+Per-upstream variants, for retry tests across hosts: ``fail-on``, ``close-on`` and
+``hang-on`` name comma-separated upstream labels that answer with an error response (status
+from ``fail-status``: 1 error, 2 retriable error), close, or never answer; the other
+upstreams answer normally.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from aeraki.codec.api import MessageType, Metadata, ResponseStatus, Side
 from aeraki.proxy.config import (
     ClusterConfig,
     EndpointConfig,
+    FaultConfig,
     HeaderMatch,
     LbPolicy,
     ListenerConfig,
@@ -29,6 +35,7 @@ from aeraki.proxy.config import (
     MetaProtocolConfig,
     MirrorPolicy,
     ProxyConfig,
+    RetryPolicyConfig,
     RouteConfig,
     RouteTableConfig,
     SocketAddress,
@@ -98,6 +105,18 @@ class FakeUpstream:
         asyncio.get_running_loop().create_task(self._notify())
         assert proto.transport is not None
         action = md.get_string("action")
+        label = self.label
+        if label in md.get_string("fail-on").split(","):
+            status = ResponseStatus(int(md.get_string("fail-status", "1")))
+            headers = {"server": label}
+            proto.transport.write(
+                build_frame(MessageType.ERROR, md.request_id, headers, b"", status=status)
+            )
+            return
+        if label in md.get_string("close-on").split(","):
+            action = "close"
+        elif label in md.get_string("hang-on").split(","):
+            action = "hang"
         if action == "hold":
             self.held.append((proto, md))
         elif action == "hang" or md.message_type is MessageType.ONEWAY:
@@ -204,6 +223,9 @@ def route(
     request_mutation: Iterable[tuple[str, str]] = (),
     response_mutation: Iterable[tuple[str, str]] = (),
     hash_policy: Iterable[str] = (),
+    retry_policy: RetryPolicyConfig | None = None,
+    fault: FaultConfig | None = None,
+    idempotent: bool | None = None,
 ) -> RouteConfig:
     return RouteConfig(
         name=f"to-{cluster or 'weighted'}",
@@ -215,6 +237,9 @@ def route(
         request_mutation=tuple(request_mutation),
         response_mutation=tuple(response_mutation),
         hash_policy=tuple(hash_policy),
+        retry_policy=retry_policy,
+        fault=fault,
+        idempotent=idempotent,
     )
 
 

@@ -73,6 +73,9 @@ class ResponseStatus(enum.IntEnum):
 
     OK = 0
     ERROR = 1
+    #: the call failed in a way another attempt (on another host) may fix — e.g. Dubbo's
+    #: "server thread pool exhausted"; route retry policies with ``retriable-error`` retry it.
+    RETRIABLE_ERROR = 2
 
 
 class ErrorType(enum.IntEnum):
@@ -129,6 +132,7 @@ class Metadata:
     __slots__ = (
         "body_size",
         "header_size",
+        "idempotent",
         "message_type",
         "operation_name",
         "origin",
@@ -148,6 +152,9 @@ class Metadata:
     ) -> None:
         self.message_type = message_type
         self.response_status = ResponseStatus.OK
+        #: a codec sets ``False`` for requests that must not run twice (never retried once
+        #: sent, unless the route's retry policy says ``retry_non_idempotent``).
+        self.idempotent = True
         self.request_id = request_id
         self.stream_id = 0
         self.header_size = 0
@@ -205,6 +212,7 @@ class Metadata:
         """An independent copy (used for mirroring): properties copied, origin shared."""
         twin = Metadata(self.message_type, request_id=self.request_id, origin=self.origin)
         twin.response_status = self.response_status
+        twin.idempotent = self.idempotent
         twin.stream_id = self.stream_id
         twin.header_size = self.header_size
         twin.body_size = self.body_size

@@ -12,6 +12,12 @@ import re
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from aeraki.proxy.bootstrap_policy import (
+    FRACTION_DENOMINATORS,
+    convert_fault,
+    convert_retry_policy,
+    convert_timeout,
+)
 from aeraki.proxy.bootstrap_problems import Problems, join
 from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import (
@@ -35,8 +41,7 @@ __all__ = [
 #: (path, cluster name) of every cluster a route table names.
 ClusterRef = tuple[str, str]
 
-#: envoy.type.v3.FractionalPercent.DenominatorType -> denominator.
-_DENOMINATORS = {0: 100, 1: 10_000, 2: 1_000_000}
+_DENOMINATORS = FRACTION_DENOMINATORS
 
 
 def route_table_from_meta(
@@ -178,6 +183,10 @@ def convert_meta_route_table(
                 response_mutation=_key_values(
                     route.response_mutation, join(r_path, "response_mutation"), problems
                 ),
+                timeout=convert_timeout(route, r_path, problems),
+                retry_policy=convert_retry_policy(route, r_path, problems),
+                fault=convert_fault(route, r_path, problems),
+                idempotent=route.idempotent.value if route.HasField("idempotent") else None,
             )
         )
     return RouteTableConfig(name=route_config.name, routes=tuple(routes))

@@ -71,7 +71,16 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "aeraki.meta_protocol_proxy.filters.router.v1alpha.Router": "",
         # --- MetaProtocol routes ---
         _RT + "RouteConfiguration": "name routes",
-        _RT + "Route": "name match route request_mutation response_mutation",
+        _RT + "Route": (
+            "name match route request_mutation response_mutation"
+            " timeout retry_policy fault idempotent"
+        ),
+        _RT + "RetryPolicy": (
+            "num_retries per_try_timeout retry_on base_interval max_interval retry_non_idempotent"
+        ),
+        _RT + "FaultInjection": "delay abort",
+        _RT + "FaultInjection.Delay": "fixed_delay percentage",
+        _RT + "FaultInjection.Abort": "error_type message percentage",
         _RT + "RouteMatch": "metadata",
         _RT + "RouteAction": "cluster weighted_clusters hash_policy request_mirror_policies",
         _RT + "RouteAction.RequestMirrorPolicy": "cluster runtime_fraction",

@@ -19,6 +19,9 @@ __all__ = [
     "ClusterConfig",
     "DiscoveryType",
     "EndpointConfig",
+    "FaultAbortConfig",
+    "FaultConfig",
+    "FaultDelayConfig",
     "FilterConfig",
     "HeaderMatch",
     "LbPolicy",
@@ -27,6 +30,8 @@ __all__ = [
     "MetaProtocolConfig",
     "MirrorPolicy",
     "ProxyConfig",
+    "RetryOn",
+    "RetryPolicyConfig",
     "RouteConfig",
     "RouteTableConfig",
     "SocketAddress",
@@ -93,6 +98,82 @@ class MirrorPolicy:
     denominator: int = 100
 
 
+class RetryOn(enum.Flag):
+    """Conditions a retry policy retries on (``retry_on`` names in parentheses)."""
+
+    NONE = 0
+    #: no connection could be made; the request never left the proxy (connect-failure).
+    CONNECT_FAILURE = enum.auto()
+    #: the upstream connection closed or reset with the request outstanding (reset).
+    RESET = enum.auto()
+    #: the attempt hit its per-try timeout (timeout).
+    TIMEOUT = enum.auto()
+    #: a response the codec declares retriable, e.g. Dubbo "thread pool exhausted"
+    #: (retriable-error).
+    RETRIABLE_ERROR = enum.auto()
+    #: any response with an error status (error-response).
+    ERROR_RESPONSE = enum.auto()
+    #: the pool or a circuit breaker refused the attempt (overflow).
+    OVERFLOW = enum.auto()
+
+
+#: ``retry_on`` names as configured -> flags.
+RETRY_ON_NAMES: Mapping[str, RetryOn] = {
+    "connect-failure": RetryOn.CONNECT_FAILURE,
+    "reset": RetryOn.RESET,
+    "timeout": RetryOn.TIMEOUT,
+    "retriable-error": RetryOn.RETRIABLE_ERROR,
+    "error-response": RetryOn.ERROR_RESPONSE,
+    "overflow": RetryOn.OVERFLOW,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicyConfig:
+    """Retries of one route (a project extension of MetaRoute; see docs/traffic-policy.md).
+
+    Back-off before retry ``n`` (1-based) is drawn uniformly from
+    ``[0, min(max_interval, base_interval * 2**(n-1)))`` ("full jitter"), as Envoy does.
+    """
+
+    num_retries: int = 1
+    per_try_timeout: float | None = None
+    retry_on: RetryOn = RetryOn.CONNECT_FAILURE | RetryOn.RESET
+    base_interval: float = 0.025
+    max_interval: float = 0.25
+    retry_non_idempotent: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultDelayConfig:
+    """Delay ``numerator/denominator`` of a route's requests by ``fixed_delay`` seconds."""
+
+    fixed_delay: float
+    numerator: int = 100
+    denominator: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultAbortConfig:
+    """Answer ``numerator/denominator`` of a route's requests with a local error reply.
+
+    ``error_type`` is a :class:`~aeraki.codec.api.ErrorType` name (checked when loaded).
+    """
+
+    error_type: str = "UNSPECIFIED"
+    message: str = "fault injected"
+    numerator: int = 100
+    denominator: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultConfig:
+    """Faults applied after a route matched and before an upstream is chosen."""
+
+    delay: FaultDelayConfig | None = None
+    abort: FaultAbortConfig | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouteConfig:
     """One route: matchers (AND), a destination, and per-route actions."""
@@ -105,8 +186,13 @@ class RouteConfig:
     mirror_policies: tuple[MirrorPolicy, ...] = ()
     request_mutation: tuple[tuple[str, str], ...] = ()
     response_mutation: tuple[tuple[str, str], ...] = ()
-    #: seconds; ``None`` waits as long as the upstream takes (Aeraki's behaviour).
+    #: seconds, retries included; ``None`` waits as long as the upstream takes (Aeraki's
+    #: behaviour).
     timeout: float | None = None
+    retry_policy: RetryPolicyConfig | None = None
+    fault: FaultConfig | None = None
+    #: ``False`` marks the route's requests non-idempotent; ``None`` leaves it to the codec.
+    idempotent: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

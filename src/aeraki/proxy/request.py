@@ -13,39 +13,67 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from aeraki.codec.api import ErrorType, LocalError, MessageType, Metadata, Mutation
+from aeraki.codec.api import (
+    ErrorType,
+    LocalError,
+    MessageType,
+    Metadata,
+    Mutation,
+    ResponseStatus,
+)
 from aeraki.errors import CodecError
+from aeraki.proxy.config import FaultConfig, RetryOn
 from aeraki.proxy.filters.api import FilterStatus
+from aeraki.proxy.upstream.outcome import Outcome
 from aeraki.proxy.upstream.pool import HostPool, PoolOverflow
 
 if TYPE_CHECKING:
     from aeraki.proxy.connection import DownstreamConnection
     from aeraki.proxy.routing import Route
+    from aeraki.proxy.upstream.cluster import Cluster
     from aeraki.proxy.upstream.connection import UpstreamConnection
+    from aeraki.proxy.upstream.host import Host
 
 __all__ = ["ActiveRequest"]
 
 log = logging.getLogger(__name__)
 _getrandbits = random.getrandbits
+_random = random.random
+
+#: A retry re-asks the load balancer this many times for a host other than the one that
+#: just failed (Envoy's ``previous_hosts`` predicate with ``host_selection_retry_max_attempts``).
+_RETRY_HOST_PICKS = 3
 
 #: A mirrored copy whose upstream never answers gives its connection up after this long.
 MIRROR_TIMEOUT = 10.0
 
 
 class ActiveRequest:
-    """A decoded request from the moment it is decoded until it is answered."""
+    """A decoded request from the moment it is decoded until it is answered.
+
+    Life of a request: decoder filters → route match → faults (delay, abort) → attempts. An
+    attempt picks a host of the chosen cluster, gets a connection from its pool and sends;
+    its outcome is reported to the host (outlier detection) and a failed attempt may be
+    retried per the route's retry policy, preferably on another host, after a jittered
+    back-off. The route timeout bounds the whole life from the end of the fault delay;
+    the per-try timeout bounds one attempt.
+    """
 
     __slots__ = (
+        "attempts",
+        "cluster_name",
         "downstream",
         "filter_index",
         "in_flight",
         "is_done",
         "is_oneway",
+        "last_host",
         "metadata",
         "mutation",
         "pool",
         "route",
         "timer",
+        "try_timer",
         "upstream",
         "upstream_id",
     )
@@ -58,13 +86,20 @@ class ActiveRequest:
         self.pool: HostPool | None = None
         self.upstream: UpstreamConnection | None = None
         self.upstream_id: int | None = None
+        #: the route timeout (whole request).
         self.timer: asyncio.TimerHandle | None = None
+        #: one at a time: the fault delay, a retry back-off, or the per-try timeout.
+        self.try_timer: asyncio.TimerHandle | None = None
         self.is_done = False
         #: counted in the pool's and host's in-flight gauges (undone exactly once).
         self.in_flight = False
         self.is_oneway = metadata.message_type is MessageType.ONEWAY
         #: the decoder filter to run next (a paused filter resumes after itself).
         self.filter_index = 0
+        self.cluster_name = ""
+        #: attempts started (1 + retries).
+        self.attempts = 0
+        self.last_host: Host | None = None
 
     # -- decoder chain and router (§20.2) -------------------------------------------------
     def start(self) -> None:
@@ -98,8 +133,54 @@ class ActiveRequest:
             )
             return
         self.route = route
+        if route.fault is not None:
+            self._inject_faults(route, route.fault)
+        else:
+            self._dispatch(route)
+
+    # -- fault injection (a MetaRoute extension) --------------------------------------------
+    def _inject_faults(self, route: Route, fault: FaultConfig) -> None:
+        """Delay, then abort, as Envoy's fault filter orders them."""
+        delay = fault.delay
+        if delay is not None and _hit(delay.numerator, delay.denominator):
+            self.downstream.listener.stats.delays_injected += 1
+            loop = asyncio.get_running_loop()
+            self.try_timer = loop.call_later(delay.fixed_delay, self._after_fault_delay)
+            return
+        self._maybe_abort(route, fault)
+
+    def _after_fault_delay(self) -> None:
+        self.try_timer = None
+        route = self.route
+        if self.is_done or route is None or route.fault is None:
+            return
+        self._maybe_abort(route, route.fault)
+
+    def _maybe_abort(self, route: Route, fault: FaultConfig) -> None:
+        abort = fault.abort
+        if abort is not None and _hit(abort.numerator, abort.denominator):
+            self.downstream.listener.stats.aborts_injected += 1
+            self.local_reply(route.abort_type, abort.message)
+            return
+        self._dispatch(route)
+
+    # -- attempts ---------------------------------------------------------------------------
+    def _dispatch(self, route: Route) -> None:
+        """Start the route timeout, apply the route's mutation and mirrors, first attempt."""
+        if route.timeout is not None and not self.is_oneway:
+            self.timer = asyncio.get_running_loop().call_later(route.timeout, self._on_timeout)
+        if route.request_mutation:
+            self.mutation.update(route.request_mutation)
         rand = _getrandbits(64)
-        cluster_name = route.cluster_for(rand)
+        if route.mirror_policies:
+            for mirror_cluster in route.mirror_clusters(rand):
+                _Mirror.launch(self, mirror_cluster)
+        self.cluster_name = route.cluster_for(rand)
+        self._attempt(route)
+
+    def _attempt(self, route: Route) -> None:
+        listener = self.downstream.listener
+        cluster_name = self.cluster_name
         cluster = listener.clusters.get(cluster_name)
         if cluster is None:
             self.local_reply(
@@ -107,32 +188,50 @@ class ActiveRequest:
                 f"meta protocol router: unknown cluster '{cluster_name}'",
             )
             return
-        host = cluster.lb.choose(route.hash_key(md))
+        host = self._choose_host(route, cluster)
         if host is None:
             self.local_reply(
                 ErrorType.NO_HEALTHY_UPSTREAM,
                 f"meta protocol router: no healthy upstream for '{cluster_name}'",
             )
             return
-        if route.request_mutation:
-            self.mutation.update(route.request_mutation)
-        if route.mirror_policies:
-            for mirror_cluster in route.mirror_clusters(rand):
-                _Mirror.launch(self, mirror_cluster)
-        if route.timeout is not None and not self.is_oneway:
-            self.timer = asyncio.get_running_loop().call_later(route.timeout, self._on_timeout)
+        self.attempts += 1
+        self.last_host = host
         pool = cluster.pool_for(host, listener.codec_cls, multiplexed=listener.multiplexed)
         self.pool = pool
+        policy = route.retry_policy
+        if policy is not None and policy.per_try_timeout is not None and not self.is_oneway:
+            loop = asyncio.get_running_loop()
+            self.try_timer = loop.call_later(policy.per_try_timeout, self._on_try_timeout)
         try:
             if listener.multiplexed:
                 connection = pool.acquire_shared(self, listener.shared_key(self.downstream))
             else:
                 connection = pool.acquire(self)
         except PoolOverflow as exc:
-            self.local_reply(ErrorType.OVER_LIMIT, f"meta protocol upstream request: {exc}")
+            self.pool = None
+            self._retry_or_fail(
+                RetryOn.OVERFLOW,
+                ErrorType.OVER_LIMIT,
+                f"meta protocol upstream request: {exc}",
+                sent=False,
+            )
             return
         if connection is not None:
             self.on_pool_ready(connection)
+
+    def _choose_host(self, route: Route, cluster: Cluster) -> Host | None:
+        """The LB's pick; a retry avoids the host that just failed when it can."""
+        lb = cluster.lb
+        if self.attempts == 0:
+            return lb.choose(route.hash_key(self.metadata))
+        previous = self.last_host
+        host = lb.choose(None)
+        for _ in range(_RETRY_HOST_PICKS):
+            if host is not previous:
+                break
+            host = lb.choose(None)
+        return host
 
     # -- upstream -----------------------------------------------------------------------
     def on_pool_ready(self, connection: UpstreamConnection) -> None:
@@ -184,8 +283,12 @@ class ActiveRequest:
 
     def on_pool_failure(self, error_type: ErrorType, message: str) -> None:
         """No upstream connection could be had (PoolWaiter)."""
-        if not self.is_done:
-            self._fail(error_type, message)
+        if self.is_done:
+            return
+        self._cancel_try_timer()
+        if self.pool is not None:
+            self.pool.host.report(Outcome.CONNECT_FAILURE)
+        self._retry_or_fail(RetryOn.CONNECT_FAILURE, error_type, message, sent=False)
 
     def on_upstream_response(self, response: Metadata, connection: UpstreamConnection) -> None:
         """The upstream answered (UpstreamRequest)."""
@@ -206,6 +309,7 @@ class ActiveRequest:
             # Checked before forwarding, unlike the reference (§33.11).
             connection.close()
             listener.stats.response_decoding_error += 1
+            pool.host.report(Outcome.BAD_RESPONSE)
             self.local_reply(
                 ErrorType.BAD_RESPONSE,
                 f"meta protocol {listener.application_protocol} response: request ID is not "
@@ -214,15 +318,117 @@ class ActiveRequest:
             return
         if not connection.is_multiplexed:
             pool.release(connection)
+        host = pool.host
+        if response.response_status is ResponseStatus.OK:
+            if host.monitor is not None:
+                host.report(Outcome.SUCCESS)
+            if self.attempts > 1:
+                pool.stats.upstream_rq_retry_success += 1
+        else:
+            host.report(Outcome.ERROR_RESPONSE)
+            condition = (
+                RetryOn.RETRIABLE_ERROR | RetryOn.ERROR_RESPONSE
+                if response.response_status is ResponseStatus.RETRIABLE_ERROR
+                else RetryOn.ERROR_RESPONSE
+            )
+            if self._should_retry(condition, sent=True):
+                self._cancel_try_timer()
+                self._schedule_retry()
+                return
+        if self.try_timer is not None:
+            self._cancel_try_timer()
         self.downstream.send_response(self, response, connection)
 
     def on_upstream_failure(self, error_type: ErrorType, message: str) -> None:
         """The upstream connection failed before the response (UpstreamRequest)."""
         self._leave_flight()
-        if not self.is_done:
-            if error_type is ErrorType.BAD_RESPONSE:
-                self.downstream.listener.stats.response_decoding_error += 1
+        if self.is_done:
+            return
+        self._cancel_try_timer()
+        host = self.pool.host if self.pool is not None else None
+        if error_type is ErrorType.BAD_RESPONSE:
+            self.downstream.listener.stats.response_decoding_error += 1
+            if host is not None:
+                host.report(Outcome.BAD_RESPONSE)
             self._fail(error_type, message)
+            return
+        if host is not None:
+            host.report(Outcome.RESET)
+        self._retry_or_fail(RetryOn.RESET, error_type, message, sent=True)
+
+    def _on_try_timeout(self) -> None:
+        self.try_timer = None
+        if self.is_done:
+            return
+        pool = self.pool
+        if pool is not None:
+            pool.stats.upstream_rq_per_try_timeout += 1
+            pool.host.report(Outcome.TIMEOUT)
+        self.abandon_upstream()
+        route = self.route
+        policy = route.retry_policy if route is not None else None
+        per_try = policy.per_try_timeout if policy is not None else None
+        self._retry_or_fail(
+            RetryOn.TIMEOUT,
+            ErrorType.TIMEOUT,
+            f"meta protocol router: attempt {self.attempts} timed out after {per_try}s",
+            sent=True,
+        )
+
+    # -- retries ----------------------------------------------------------------------------
+    def _retry_or_fail(
+        self, condition: RetryOn, error_type: ErrorType, message: str, *, sent: bool
+    ) -> None:
+        if self._should_retry(condition, sent=sent):
+            self._schedule_retry()
+        else:
+            self._fail(error_type, message)
+
+    def _should_retry(self, condition: RetryOn, *, sent: bool) -> bool:
+        """Whether the failed attempt may be retried under the route's policy.
+
+        A request that may have reached the upstream (``sent``) is retried only when it is
+        idempotent — by the route and by the codec — or the policy says
+        ``retry_non_idempotent``; a one-way request that was sent is never retried.
+        """
+        route = self.route
+        policy = route.retry_policy if route is not None else None
+        if policy is None or route is None or self.is_done:
+            return False
+        if not condition & policy.retry_on or self.attempts > policy.num_retries:
+            return False
+        if sent:
+            if self.is_oneway:
+                return False
+            idempotent = route.idempotent and self.metadata.idempotent
+            if not idempotent and not policy.retry_non_idempotent:
+                return False
+        return True
+
+    def _schedule_retry(self) -> None:
+        """Forget the failed attempt and start the next one after a jittered back-off."""
+        route = self.route
+        assert route is not None and route.retry_policy is not None
+        policy = route.retry_policy
+        pool = self.pool
+        if pool is not None:
+            pool.stats.upstream_rq_retry += 1
+        self.upstream = None
+        self.upstream_id = None
+        self.pool = None
+        cap = min(policy.max_interval, policy.base_interval * (1 << (self.attempts - 1)))
+        loop = asyncio.get_running_loop()
+        self.try_timer = loop.call_later(_random() * cap, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self.try_timer = None
+        if not self.is_done and self.route is not None:
+            self._attempt(self.route)
+
+    def _cancel_try_timer(self) -> None:
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
 
     # -- endings ------------------------------------------------------------------------
     def _on_timeout(self) -> None:
@@ -233,6 +439,8 @@ class ActiveRequest:
         listener.stats.request_timeout += 1
         if self.pool is not None:
             self.pool.stats.upstream_rq_timeout += 1
+            if self.upstream is not None:
+                self.pool.host.report(Outcome.TIMEOUT)
         route = self.route
         timeout = route.timeout if route is not None else None
         self.abandon_upstream()
@@ -286,7 +494,17 @@ class ActiveRequest:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
         self.downstream.on_request_done(self)
+
+
+def _hit(numerator: int, denominator: int) -> bool:
+    """A draw that succeeds ``numerator/denominator`` of the time."""
+    return numerator >= denominator or (
+        numerator > 0 and _getrandbits(32) % denominator < numerator
+    )
 
 
 class _Mirror:

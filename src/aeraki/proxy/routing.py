@@ -23,12 +23,14 @@ from dataclasses import dataclass
 
 import xxhash
 
-from aeraki.codec.api import Metadata
+from aeraki.codec.api import ErrorType, Metadata
 from aeraki.errors import ConfigError
 from aeraki.proxy.config import (
+    FaultConfig,
     HeaderMatch,
     MatchKind,
     MirrorPolicy,
+    RetryPolicyConfig,
     RouteConfig,
     RouteTableConfig,
 )
@@ -193,12 +195,16 @@ class Route:
     __slots__ = (
         "_cumulative",
         "_hash_keys",
+        "abort_type",
         "cluster",
+        "fault",
+        "idempotent",
         "matchers",
         "mirror_policies",
         "name",
         "request_mutation",
         "response_mutation",
+        "retry_policy",
         "tests",
         "timeout",
         "total_weight",
@@ -221,6 +227,13 @@ class Route:
         if config.timeout is not None and config.timeout <= 0:
             raise ConfigError(f"{path}.timeout", "timeout must be positive")
         self.timeout: float | None = config.timeout
+        self.retry_policy: RetryPolicyConfig | None = config.retry_policy
+        if self.retry_policy is not None and self.retry_policy.num_retries == 0:
+            self.retry_policy = None
+        self.fault: FaultConfig | None = config.fault
+        self.abort_type = _abort_type(config.fault, path)
+        #: ``False`` when the route declares its requests non-idempotent.
+        self.idempotent = config.idempotent is not False
 
     def __repr__(self) -> str:
         return f"<Route {self.name!r} -> {self.cluster or self.weighted_names}>"
@@ -278,6 +291,17 @@ class Route:
             ):
                 chosen.append(policy.cluster)
         return chosen
+
+
+def _abort_type(fault: FaultConfig | None, path: str) -> ErrorType:
+    if fault is None or fault.abort is None:
+        return ErrorType.UNSPECIFIED
+    try:
+        return ErrorType[fault.abort.error_type.upper()]
+    except KeyError:
+        raise ConfigError(
+            f"{path}.fault.abort.error_type", f"unknown error type {fault.abort.error_type!r}"
+        ) from None
 
 
 def _compile_weights(config: RouteConfig, path: str) -> tuple[tuple[str, ...], list[int]]:

@@ -30,6 +30,8 @@ LISTENER_STATS: tuple[StatSpec, ...] = (
     StatSpec("request_timeout", "counter", "Requests answered with a timeout by the proxy."),
     StatSpec("route_not_found", "counter", "Requests that matched no route."),
     StatSpec("mirror_sent", "counter", "Mirrored copies of requests sent."),
+    StatSpec("delays_injected", "counter", "Requests delayed by a route's fault policy."),
+    StatSpec("aborts_injected", "counter", "Requests answered by a route's fault abort."),
     StatSpec("cx_total", "counter", "Downstream connections accepted."),
     StatSpec("cx_active", "gauge", "Downstream connections open."),
     StatSpec("cx_destroy_local_with_active_rq", "counter", "Requests lost to a local close."),
@@ -48,6 +50,9 @@ CLUSTER_STATS: tuple[StatSpec, ...] = (
     StatSpec("upstream_rq_active", "gauge", "Requests in flight upstream."),
     StatSpec("upstream_rq_pending_active", "gauge", "Requests waiting for a connection."),
     StatSpec("upstream_rq_timeout", "counter", "Requests that timed out upstream."),
+    StatSpec("upstream_rq_per_try_timeout", "counter", "Attempts that hit the per-try timeout."),
+    StatSpec("upstream_rq_retry", "counter", "Retries scheduled (attempts after the first)."),
+    StatSpec("upstream_rq_retry_success", "counter", "Requests that succeeded after retrying."),
 )
 
 
@@ -87,6 +92,8 @@ class ListenerStats(_Counters):
     request_timeout: int
     route_not_found: int
     mirror_sent: int
+    delays_injected: int
+    aborts_injected: int
     cx_total: int
     cx_active: int
     cx_destroy_local_with_active_rq: int
@@ -109,3 +116,6 @@ class ClusterStats(_Counters):
     upstream_rq_active: int
     upstream_rq_pending_active: int
     upstream_rq_timeout: int
+    upstream_rq_per_try_timeout: int
+    upstream_rq_retry: int
+    upstream_rq_retry_success: int

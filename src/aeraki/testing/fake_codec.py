@@ -6,7 +6,7 @@ Wire format (big-endian)::
 
     u32  length of everything after this field
     u8   message type (aeraki.codec.MessageType value)
-    u8   status (0 ok, 1 error)
+    u8   status (0 ok, 1 error, 2 retriable error)
     u64  request id
     u16  number of headers, then per header: u16 key length, key, u16 value length, value
     ...  payload (opaque) up to the end of the frame
@@ -108,6 +108,9 @@ class FakeCodec(Codec):
         md.header_size = pos
         md.body_size = len(frame) - pos
         md.put("headers", headers)
+        # Lets tests exercise codec-declared idempotency (retries never repeat such calls).
+        if headers.get("idempotent") == "false":
+            md.idempotent = False
         md.put("payload_offset", pos)
         md.operation_name = headers.get("method", "")
         return md

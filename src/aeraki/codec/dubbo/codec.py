@@ -45,6 +45,7 @@ from aeraki.codec.dubbo.framing import (
     HEADER,
     HEADER_SIZE,
     HESSIAN2,
+    RETRIABLE_STATUSES,
     STATUS_BAD_RESPONSE,
     STATUS_OK,
     STATUS_SERVER_ERROR,
@@ -258,7 +259,8 @@ def _parse_response(frame: bytes, flag: int, status: int, md: Metadata) -> None:
     md.message_type = MessageType.RESPONSE
     if status != STATUS_OK:
         md.message_type = MessageType.ERROR
-        md.response_status = ResponseStatus.ERROR
+        retriable = status in RETRIABLE_STATUSES
+        md.response_status = ResponseStatus.RETRIABLE_ERROR if retriable else ResponseStatus.ERROR
         md.values[FRAME_KEY] = DubboFrame(flag, status)
         return
     if flag & 0x1F != HESSIAN2:

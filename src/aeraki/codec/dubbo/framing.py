@@ -29,6 +29,7 @@ __all__ = [
     "MAGIC",
     "MAX_BODY",
     "STATUS_BAD_RESPONSE",
+    "RETRIABLE_STATUSES",
     "STATUS_OK",
     "STATUS_SERVER_ERROR",
     "STATUS_SERVER_TIMEOUT",
@@ -81,6 +82,12 @@ VALID_STATUSES: Final = frozenset(
         STATUS_CLIENT_ERROR,
         STATUS_THREADPOOL_EXHAUSTED,
     }
+)
+
+#: Statuses another provider may not repeat (what Dubbo's own failover cluster retries):
+#: the provider timed out, does not export the service, or has no thread free.
+RETRIABLE_STATUSES: Final = frozenset(
+    {STATUS_SERVER_TIMEOUT, STATUS_SERVICE_NOT_FOUND, STATUS_THREADPOOL_EXHAUSTED}
 )
 
 
