@@ -365,3 +365,21 @@ async def test_held_connection_keeps_working_after_retries() -> None:
             assert follow.get_string("server") in {"v1", "v2"}
             assert stat(server, "request_active") == 0
             await client.close()
+
+
+async def test_fault_delay_percentage_holds_statistically() -> None:
+    calls, percent = 1000, 40
+    delay = FaultConfig(delay=FaultDelayConfig(fixed_delay=0.001, numerator=percent))
+    async with upstreams("v1") as (v1,):
+        config = listener(route("c1", fault=delay), clusters=[cluster("c1", v1.port)])
+        async with running(config) as server:
+            client = await client_of(server)
+            for i in range(calls):
+                client.send(i)
+            replies = [await client.receive() for _ in range(calls)]
+            assert all(r.get_string("server") == "v1" for r in replies)
+            delayed = stat(server, "delays_injected")
+            # Binomial(1000, 0.4): sigma ~ 15.5; 5-sigma bounds fail by chance < 1e-6.
+            sigma = math.sqrt(calls * percent / 100 * (1 - percent / 100))
+            assert abs(delayed - calls * percent / 100) < 5 * sigma
+            await client.close()
