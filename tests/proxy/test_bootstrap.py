@@ -597,7 +597,7 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
         "later filter",
         lambda d: tc(d).update(
             meta_protocol_filters=[
-                {"name": "aeraki.meta_protocol.filters.local_ratelimit"},
+                {"name": "aeraki.meta_protocol.filters.metadata_exchange"},
                 {"name": "aeraki.meta_protocol.filters.router"},
             ]
         ),

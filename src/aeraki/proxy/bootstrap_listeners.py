@@ -19,6 +19,7 @@ from aeraki.proxy.bootstrap_problems import Problems, duration_seconds, join, pa
 from aeraki.proxy.bootstrap_routes import ClusterRef, convert_meta_route_table
 from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import FilterConfig, ListenerConfig, MetaProtocolConfig
+from aeraki.proxy.filters.api import check_filter_config
 from aeraki.xds.registry import FILTER_CONFIG_TYPES, TYPE_URL_PREFIX, message_class
 
 __all__ = [
@@ -35,8 +36,14 @@ META_PROTOCOL_FILTER_NAMES = frozenset(
     {"aeraki.meta_protocol_proxy", "envoy.filters.network.meta_protocol_proxy"}
 )
 ROUTER_FILTER = "aeraki.meta_protocol.filters.router"
-#: Filters the proxy implements today; later issues add the rest of FILTER_CONFIG_TYPES.
-IMPLEMENTED_FILTERS = frozenset({ROUTER_FILTER})
+#: Filters the proxy implements today (Istio's metadata_exchange and istio_stats are not).
+IMPLEMENTED_FILTERS = frozenset(
+    {
+        ROUTER_FILTER,
+        "aeraki.meta_protocol.filters.local_ratelimit",
+        "aeraki.meta_protocol.filters.ratelimit",
+    }
+)
 
 _MPP_NAME = "aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy"
 _TYPED_STRUCTS = frozenset({"udpa.type.v1.TypedStruct", "xds.type.v3.TypedStruct"})
@@ -197,14 +204,17 @@ def convert_meta_protocol_proxy(
         route_table=route_table,
         rds_name=rds_name,
         filters=_filters(
-            proto.meta_protocol_filters, join(path, "meta_protocol_filters"), problems
+            proto.meta_protocol_filters, join(path, "meta_protocol_filters"), problems, refs
         ),
         idle_timeout=idle_timeout,
     )
 
 
-def _filters(items: Collection[Any], path: str, problems: Problems) -> tuple[FilterConfig, ...]:
-    """``meta_protocol_filters`` with configs unpacked; empty means router only (§1.1)."""
+def _filters(
+    items: Collection[Any], path: str, problems: Problems, refs: list[ClusterRef]
+) -> tuple[FilterConfig, ...]:
+    """``meta_protocol_filters`` with configs unpacked and checked by their filter (which adds
+    the clusters they name to ``refs``); empty means router only (§1.1)."""
     if not items:
         return (
             FilterConfig(
@@ -231,6 +241,7 @@ def _filters(items: Collection[Any], path: str, problems: Problems) -> tuple[Fil
                 continue
             item.config.Unpack(config)
             check_supported(config, join(i_path, "config"), problems)
+        problems.extend(check_filter_config(item.name, config, join(i_path, "config"), refs))
         out.append(FilterConfig(name=item.name, config=config))
     names = [f.name for f in out]
     if names and names[-1] != ROUTER_FILTER:

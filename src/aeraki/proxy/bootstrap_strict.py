@@ -18,6 +18,8 @@ __all__ = ["LEAF_TYPES", "SUPPORTED", "check_supported"]
 
 _RT = "aeraki.meta_protocol_proxy.config.route.v1alpha."
 _MPP = "aeraki.meta_protocol_proxy.v1alpha."
+_LRL = "aeraki.meta_protocol_proxy.filters.local_ratelimit.v1alpha."
+_GRL = "aeraki.meta_protocol_proxy.filters.ratelimit.v1alpha."
 
 #: message full name -> fields the proxy implements. Message-typed fields recurse.
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -69,6 +71,15 @@ SUPPORTED: dict[str, frozenset[str]] = {
         _MPP + "Codec": "name config",
         _MPP + "ApplicationProtocol": "name codec multiplexing",
         "aeraki.meta_protocol_proxy.filters.router.v1alpha.Router": "",
+        # --- rate limit filters (aeraki.proxy.filters.local_ratelimit / .ratelimit) ---
+        _LRL + "LocalRateLimit": "stat_prefix token_bucket conditions",
+        _LRL + "LocalRateLimitCondition": "match token_bucket",
+        "envoy.type.v3.TokenBucket": "max_tokens tokens_per_fill fill_interval",
+        _GRL + "RateLimit": (
+            "match domain timeout failure_mode_deny rate_limit_service descriptors"
+        ),
+        _GRL + "RateLimit.Descriptor": "property descriptor_key",
+        "envoy.config.ratelimit.v3.RateLimitServiceConfig": "grpc_service transport_api_version",
         # --- MetaProtocol routes ---
         _RT + "RouteConfiguration": "name routes",
         _RT + "Route": (

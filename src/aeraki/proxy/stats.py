@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from aeraki.metrics import MetricSpec as StatSpec
 
-__all__ = ["CLUSTER_STATS", "LISTENER_STATS", "ClusterStats", "ListenerStats", "StatSpec"]
+__all__ = [
+    "CLUSTER_STATS",
+    "LISTENER_STATS",
+    "LOCAL_RATE_LIMIT_STATS",
+    "RATE_LIMIT_STATS",
+    "ClusterStats",
+    "ListenerStats",
+    "LocalRateLimitStats",
+    "RateLimitStats",
+    "StatSpec",
+]
 
 
 LISTENER_STATS: tuple[StatSpec, ...] = (
@@ -56,6 +66,23 @@ CLUSTER_STATS: tuple[StatSpec, ...] = (
 )
 
 
+#: The local rate limit filter's, reported as ``<listener prefix>.local_rate_limit.<stat>``
+#: (reference §22.2).
+LOCAL_RATE_LIMIT_STATS: tuple[StatSpec, ...] = (
+    StatSpec("ok", "counter", "Requests the local rate limit let through."),
+    StatSpec("rate_limited", "counter", "Requests answered OverLimit by the local rate limit."),
+)
+
+#: The global rate limit filter's, reported as ``<listener prefix>.ratelimit.<stat>`` (the
+#: names of Envoy's ratelimit filters; the reference filter has none, §22.3).
+RATE_LIMIT_STATS: tuple[StatSpec, ...] = (
+    StatSpec("ok", "counter", "Requests the rate limit service let through."),
+    StatSpec("over_limit", "counter", "Requests answered OverLimit on the service's word."),
+    StatSpec("error", "counter", "Calls to the rate limit service that failed or timed out."),
+    StatSpec("failure_mode_allowed", "counter", "Requests let through despite an error."),
+)
+
+
 class _Counters:
     """Base of the stats holders: zeroes every declared stat, snapshots them as a dict."""
 
@@ -72,10 +99,12 @@ class _Counters:
 
 
 class ListenerStats(_Counters):
-    """Counters of one listener (one attribute per :data:`LISTENER_STATS` entry)."""
+    """Counters of one listener (one attribute per :data:`LISTENER_STATS` entry), plus the
+    counters of its filters (:attr:`filter_stats`)."""
 
-    __slots__ = tuple(spec.name for spec in LISTENER_STATS)
+    __slots__ = (*(spec.name for spec in LISTENER_STATS), "filter_stats")
     SPECS = LISTENER_STATS
+
     request: int
     request_twoway: int
     request_oneway: int
@@ -100,6 +129,21 @@ class ListenerStats(_Counters):
     cx_destroy_remote_with_active_rq: int
     idle_timeout: int
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: counters of this listener's filters by prefix, added by each filter when it is
+        #: built and reported as ``<prefix>.<stat>`` (the holder may outlive the listener:
+        #: rate limit buckets and their counters survive a listener update).
+        self.filter_stats: dict[str, _Counters] = {}
+
+    def snapshot(self) -> dict[str, int]:
+        """Current values by stat name, the filters' included."""
+        out = super().snapshot()
+        for prefix, stats in self.filter_stats.items():
+            for name, value in stats.snapshot().items():
+                out[f"{prefix}.{name}"] = value
+        return out
+
 
 class ClusterStats(_Counters):
     """Counters of one cluster (one attribute per :data:`CLUSTER_STATS` entry)."""
@@ -119,3 +163,23 @@ class ClusterStats(_Counters):
     upstream_rq_per_try_timeout: int
     upstream_rq_retry: int
     upstream_rq_retry_success: int
+
+
+class LocalRateLimitStats(_Counters):
+    """Counters of one local rate limit (:data:`LOCAL_RATE_LIMIT_STATS`)."""
+
+    __slots__ = tuple(spec.name for spec in LOCAL_RATE_LIMIT_STATS)
+    SPECS = LOCAL_RATE_LIMIT_STATS
+    ok: int
+    rate_limited: int
+
+
+class RateLimitStats(_Counters):
+    """Counters of one global rate limit filter (:data:`RATE_LIMIT_STATS`)."""
+
+    __slots__ = tuple(spec.name for spec in RATE_LIMIT_STATS)
+    SPECS = RATE_LIMIT_STATS
+    ok: int
+    over_limit: int
+    error: int
+    failure_mode_allowed: int

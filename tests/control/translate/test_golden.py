@@ -14,12 +14,11 @@ import pytest
 
 from aeraki.control.model import ConfigSnapshot
 from aeraki.control.translate import NodeInfo, TranslateOptions, translate
-from aeraki.control.translate.api import LOCAL_RATELIMIT_FILTER, RATELIMIT_FILTER, ROUTER_FILTER
+from aeraki.control.translate.api import ROUTER_FILTER
 from tests.control.translate.helpers import assert_accepted, check_golden, load, load_unvalidated
 
 BASE = ("translate/services.yaml", "metaprotocol/base/destinationrule.yaml")
 MR = "metaprotocol/metarouters/"
-ALL_FILTERS = frozenset({ROUTER_FILTER, LOCAL_RATELIMIT_FILTER, RATELIMIT_FILTER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +52,13 @@ SCENARIOS: dict[str, Scenario] = {
         )
     ),
     "lb-policies": Scenario(("translate/services.yaml", "translate/lb-policies.yaml")),
-    # Rate limits the proxy does not implement yet: warnings, router only.
-    "rate-limits-unsupported": Scenario((*BASE, "translate/rate-limit-server.yaml")),
-    # ... and with filters declared supported: §6.4/§6.5 configs before the router.
-    "rate-limits": Scenario(
+    # Rate limits for a data plane without the filters: warnings, router only.
+    "rate-limits-unsupported": Scenario(
         (*BASE, "translate/rate-limit-server.yaml"),
-        options=TranslateOptions(supported_filters=ALL_FILTERS),
-        proxy_accepts=False,
+        options=TranslateOptions(supported_filters=frozenset({ROUTER_FILTER})),
     ),
+    # ... and by default (our proxy has both): §6.4/§6.5 configs before the router.
+    "rate-limits": Scenario((*BASE, "translate/rate-limit-server.yaml")),
     # Server sidecar of the demo service, v1 instance: inbound listener + local app cluster;
     # rate limits on the server side as Aeraki does.
     "inbound": Scenario(

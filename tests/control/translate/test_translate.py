@@ -7,14 +7,12 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
 from aeraki.control.model import ConfigSnapshot, Severity
 from aeraki.control.translate import NodeInfo, TranslateOptions, Translation, translate
-from aeraki.control.translate.api import LOCAL_RATELIMIT_FILTER, ROUTER_FILTER
-from aeraki.errors import ConfigError
+from aeraki.control.translate.api import LOCAL_RATELIMIT_FILTER, RATELIMIT_FILTER, ROUTER_FILTER
 from aeraki.proxy.xds_apply import TYPE_LDS, listeners_from_resources
 from tests.control.translate.helpers import (
     assert_accepted,
@@ -113,19 +111,31 @@ def test_bind_address_from_options_and_node_metadata() -> None:
     assert "127.0.0.8_20880" in names(t, "Listener")
 
 
-def test_rate_limit_filters_only_when_the_data_plane_has_them() -> None:
-    """The proxy NACKs a listener naming a filter it lacks, which would block every listener
-    update of the node: so by default the filters stay out, with a warning."""
+def test_rate_limit_filters_by_default_and_withheld_for_a_data_plane_without_them() -> None:
+    """Our proxy implements both rate limits, so they are emitted (and accepted) by default.
+    A data plane that lacks one would NACK the listener, blocking every listener update of
+    the node: narrowing ``supported_filters`` keeps that filter out, with a warning."""
     config = load(*BASE, "translate/rate-limit-server.yaml")
     default = translate(config, NodeInfo(id="n"))
     assert_accepted(default)
-    warnings = [p for p in default.problems if "not enforced" in p.message]
+    assert [p for p in default.problems if "not enforced" in p.message] == []
+    listeners = listeners_from_resources(by_type(default.resources)[TYPE_LDS])
+    demo = next(c for c in listeners if c.proxy.stat_prefix == f"outbound|20880||{DEMO}")
+    assert [f.name for f in demo.proxy.filters] == [
+        LOCAL_RATELIMIT_FILTER,
+        RATELIMIT_FILTER,
+        ROUTER_FILTER,
+    ]
+    rls = "outbound|8081||rate-limit-server.metaprotocol.svc.cluster.local"
+    assert rls in names(default, "Cluster")  # the service's cluster comes with the filter
+
+    router_only = TranslateOptions(supported_filters=frozenset({ROUTER_FILTER}))
+    withheld = translate(config, NodeInfo(id="n"), router_only)
+    assert_accepted(withheld)
+    warnings = [p for p in withheld.problems if "not enforced" in p.message]
     assert len(warnings) == 2
     assert all(p.severity is Severity.WARNING for p in warnings)
-    options = TranslateOptions(supported_filters=frozenset({ROUTER_FILTER, LOCAL_RATELIMIT_FILTER}))
-    with_local = translate(config, NodeInfo(id="n"), options)
-    with pytest.raises(ConfigError, match="not implemented yet"):
-        listeners_from_resources(by_type(with_local.resources)[TYPE_LDS])
+    assert rls not in names(withheld, "Cluster")
 
 
 def test_bad_inputs_reported_and_the_rest_translated() -> None:
@@ -147,15 +157,7 @@ def test_dns_resolution_gives_strict_dns_cluster() -> None:
     options = TranslateOptions(supported_filters=frozenset({ROUTER_FILTER, "x"}))
     t = translate(config, NodeInfo(id="n"), options)
     assert all("rate-limit-server" not in n for n in names(t, "ClusterLoadAssignment"))
-    t2 = translate(
-        config,
-        NodeInfo(id="n"),
-        TranslateOptions(
-            supported_filters=frozenset(
-                {ROUTER_FILTER, LOCAL_RATELIMIT_FILTER, "aeraki.meta_protocol.filters.ratelimit"}
-            )
-        ),
-    )
+    t2 = translate(config, NodeInfo(id="n"))
     rls = of_kind(t2, "Cluster")["outbound|8081||rate-limit-server.metaprotocol.svc.cluster.local"]
     assert rls.type == rls.STRICT_DNS
     assert rls.HasField("http2_protocol_options")

@@ -121,10 +121,11 @@ class TranslateOptions:
             ``connectionPool.tcp.connectTimeout`` says otherwise (Istio's default: 10 s).
         default_lb_policy: Envoy ``Cluster.LbPolicy`` name when no DestinationRule sets one
             (Istio's default since 1.14: ``LEAST_REQUEST``).
-        supported_filters: MetaProtocol filters the data plane implements. Rate-limit filters
-            of a MetaRouter are emitted only when their name is here; otherwise a warning says
-            the limit is not enforced (our proxy NACKs a listener naming a filter it lacks,
-            which would block every listener update of that node).
+        supported_filters: MetaProtocol filters the data plane implements (our proxy: the
+            router and both rate limits). Rate-limit filters of a MetaRouter are emitted only
+            when their name is here; otherwise a warning says the limit is not enforced (a
+            proxy NACKs a listener naming a filter it lacks, which would block every listener
+            update of that node), so narrow this for a data plane without them.
         rate_limit_side: ``"outbound"`` puts MetaRouter rate limits on the client side listener
             (standalone: one proxy in front of the servers, nobody runs a server sidecar);
             ``"inbound"`` on the server sidecar only, as Aeraki does (reference §6.2–§6.3).
@@ -134,7 +135,9 @@ class TranslateOptions:
     app_address: str = "127.0.0.1"
     connect_timeout: timedelta = timedelta(seconds=10)
     default_lb_policy: str = "LEAST_REQUEST"
-    supported_filters: frozenset[str] = frozenset({ROUTER_FILTER})
+    supported_filters: frozenset[str] = frozenset(
+        {ROUTER_FILTER, LOCAL_RATELIMIT_FILTER, RATELIMIT_FILTER}
+    )
     rate_limit_side: str = "outbound"
 
 

@@ -28,10 +28,12 @@ from google.protobuf.message import Message
 from aeraki.control.model.base import Problem, Resource, Severity
 from aeraki.control.model.config import ConfigSnapshot
 from aeraki.control.model.istio import ServiceEntrySpec
+from aeraki.control.model.metaprotocol import MetaRouterSpec
 from aeraki.control.model.services import Protocol
 from aeraki.control.translate.api import (
     DATA_PLANE_ENVOY,
     DATA_PLANE_PYTHON,
+    RATELIMIT_FILTER,
     NodeInfo,
     TranslateOptions,
     Translation,
@@ -47,6 +49,7 @@ from aeraki.control.translate.listeners import (
 )
 from aeraki.control.translate.native import native_inbound, native_outbound
 from aeraki.control.translate.routes import http_route_configuration, plan_routes
+from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2 as mpp_pb2
 
 __all__ = ["translate"]
 
@@ -109,6 +112,16 @@ class _Builder:
     def _want(self, name: str, res: Resource[Any], path: str) -> None:
         self.wanted.setdefault(name, (res, path))
 
+    def _want_rate_limit_service(
+        self, mr: Resource[MetaRouterSpec] | None, filters: list[mpp_pb2.MetaProtocolFilter]
+    ) -> None:
+        """The RLS cluster of a global rate limit filter in ``filters`` (from a ServiceEntry
+        of the service, as Istio would build it for Aeraki's sidecars, reference §6.5)."""
+        limit = mr.spec.global_rate_limit if mr is not None else None
+        if limit is not None and any(f.name == RATELIMIT_FILTER for f in filters):
+            assert mr is not None
+            self._want(limit.rate_limit_service, mr, "spec.globalRateLimit.rateLimitService")
+
     def outbound(self) -> None:
         services = self.node.services
         plane = self.node.data_plane
@@ -146,9 +159,7 @@ class _Builder:
                 )
                 self.listeners[name] = listener(name, address, ref.number, MPP_FILTER, proxy)
                 self.routes[ref.route_name] = http_route_configuration(ref.route_name, plans)
-                if mr is not None and mr.spec.global_rate_limit and len(filters) > 1:
-                    service = mr.spec.global_rate_limit.rate_limit_service
-                    self._want(service, mr, "spec.globalRateLimit.rateLimitService")
+                self._want_rate_limit_service(mr, filters)
             self._want(ref.cluster(), ref.entry, ref.path)
             rule = self.catalog.destination_rule(ref.host)
             for i, subset in enumerate(rule.spec.subsets if rule else ()):
@@ -206,12 +217,14 @@ class _Builder:
                 if ref.protocol is not Protocol.METAPROTOCOL and plane != DATA_PLANE_PYTHON:
                     self.listeners[name] = native_inbound(ref, name, ip, port, cluster)
                 else:
+                    mr = self.catalog.meta_router(ref.host)
                     filters = meta_protocol_filters(
                         self.catalog,
-                        self.catalog.meta_router(ref.host),
+                        mr,
                         self.options,
                         with_rate_limits=self.options.rate_limit_side == "inbound",
                     )
+                    self._want_rate_limit_service(mr, filters)
                     proxy = meta_protocol_proxy(ref, cluster, filters, inline_cluster=cluster)
                     self.listeners[name] = listener(name, ip, port, MPP_FILTER, proxy)
                 self.clusters[cluster] = static_cluster(

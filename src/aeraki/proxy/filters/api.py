@@ -15,6 +15,7 @@ The router is the terminal step of the decoder chain and is always present (refe
 from __future__ import annotations
 
 import enum
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -27,11 +28,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROUTER_FILTER",
+    "ClusterRefs",
     "DecoderFilter",
     "EncoderFilter",
+    "FilterCheck",
     "FilterFactory",
     "FilterStatus",
     "build_filters",
+    "check_filter_config",
     "register_filter",
 ]
 
@@ -67,14 +71,49 @@ class EncoderFilter(Protocol):
 #: decoder filter, an encoder filter, or both.
 FilterFactory = Callable[[Any, "ListenerRuntime"], object]
 
+#: ``(path, cluster name)`` of each cluster a filter config names (checked like routes').
+ClusterRefs = list[tuple[str, str]]
+
+#: Validates a filter's config once, when it arrives (bootstrap or xDS), so that building the
+#: filter later cannot fail: returns every problem (each naming its path under ``path``) and
+#: appends the clusters the config names to the refs list.
+FilterCheck = Callable[[Any, str, ClusterRefs], list[ConfigError]]
+
 _factories: dict[str, FilterFactory | None] = {ROUTER_FILTER: None}
+_checks: dict[str, FilterCheck] = {}
+
+#: Built-in filters by config name -> module, imported on first use: a proxy that configures
+#: none of them does not pay for their imports (the global rate limit pulls in grpc).
+_BUILTIN_MODULES = {
+    "aeraki.meta_protocol.filters.local_ratelimit": "aeraki.proxy.filters.local_ratelimit",
+    "aeraki.meta_protocol.filters.ratelimit": "aeraki.proxy.filters.ratelimit",
+}
 
 
-def register_filter(name: str, factory: FilterFactory) -> None:
-    """Make filter ``name`` available to configs; duplicate names fail loudly."""
+def register_filter(name: str, factory: FilterFactory, check: FilterCheck | None = None) -> None:
+    """Make filter ``name`` available to configs; duplicate names fail loudly.
+
+    ``check`` validates a config of this filter when it arrives (see :data:`FilterCheck`).
+    """
     if name in _factories:
         raise ConfigError("meta_protocol_filters", f"filter {name!r} is already registered")
     _factories[name] = factory
+    if check is not None:
+        _checks[name] = check
+
+
+def _load_builtin(name: str) -> None:
+    """Import the module of built-in filter ``name`` (it registers itself) if not yet done."""
+    module = _BUILTIN_MODULES.get(name)
+    if module is not None and name not in _factories:
+        importlib.import_module(module)
+
+
+def check_filter_config(name: str, config: Any, path: str, refs: ClusterRefs) -> list[ConfigError]:
+    """Problems of ``config`` for filter ``name`` (none for a filter without a check)."""
+    _load_builtin(name)
+    check = _checks.get(name)
+    return check(config, path, refs) if check is not None else []
 
 
 def build_filters(
@@ -88,6 +127,7 @@ def build_filters(
     decoders: list[DecoderFilter] = []
     encoders: list[EncoderFilter] = []
     for index, (name, config) in enumerate(entries):
+        _load_builtin(name)
         if name not in _factories:
             raise ConfigError(f"meta_protocol_filters[{index}].name", f"unknown filter {name!r}")
         factory = _factories[name]

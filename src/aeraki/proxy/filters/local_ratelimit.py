@@ -1,0 +1,211 @@
+"""Local rate limit (``aeraki.meta_protocol.filters.local_ratelimit``, reference §22.2).
+
+Token buckets: an optional default bucket plus one bucket per condition. Per request the
+conditions are tried in order against the request's metadata (route matcher semantics); the
+first match takes a token from its own bucket and the default bucket is not consulted; no
+match uses the default bucket, and no default bucket lets the request through. Over the
+limit, the request gets a local OverLimit reply in its protocol's own format.
+
+Buckets start full and gain ``tokens_per_fill`` every ``fill_interval`` after their start,
+up to ``max_tokens``. The reference refills every bucket from a timer (and so rejects fill
+intervals under 50 ms); here a bucket computes its refills lazily from the clock when a
+request takes a token — no timer at all, exact for any interval, and an idle bucket costs
+nothing. One limiter serves every connection of the listener, and survives a listener update
+that keeps the filter's config (see :func:`~aeraki.proxy.filters.common.shared_state`).
+Several proxy worker processes would each have their own buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aeraki.codec.api import ErrorType
+from aeraki.errors import ConfigError
+from aeraki.proxy.bootstrap_problems import Problems, duration_seconds, join
+from aeraki.proxy.filters.api import ClusterRefs, FilterStatus, register_filter
+from aeraki.proxy.filters.common import Tests, match_tests, problem_list, shared_state
+from aeraki.proxy.stats import LocalRateLimitStats
+
+if TYPE_CHECKING:
+    from aeraki.proxy.listener import ListenerRuntime
+    from aeraki.proxy.request import ActiveRequest
+
+__all__ = [
+    "NAME",
+    "BucketSpec",
+    "LocalRateLimitFilter",
+    "Limiter",
+    "TokenBucket",
+    "check_config",
+    "compile_limiter",
+]
+
+NAME = "aeraki.meta_protocol.filters.local_ratelimit"
+#: Where the filter's counters appear under the listener's stat prefix (§22.2).
+STAT_PREFIX = "local_rate_limit"
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """An ``envoy.type.v3.TokenBucket``, checked: seconds for the interval."""
+
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval: float
+
+
+class TokenBucket:
+    """One bucket; :meth:`take` refills lazily from ``now`` then takes a token if any."""
+
+    __slots__ = ("fill_interval", "max_tokens", "next_fill", "tokens", "tokens_per_fill")
+
+    def __init__(self, spec: BucketSpec, now: float) -> None:
+        self.max_tokens = spec.max_tokens
+        self.tokens_per_fill = spec.tokens_per_fill
+        self.fill_interval = spec.fill_interval
+        self.tokens = spec.max_tokens  # buckets start full
+        #: when the next ``tokens_per_fill`` is due: fills happen at start + k * interval.
+        self.next_fill = now + spec.fill_interval
+
+    def take(self, now: float) -> bool:
+        """Take one token at time ``now``; ``False`` if the bucket is empty."""
+        if now >= self.next_fill:
+            fills = int((now - self.next_fill) // self.fill_interval) + 1
+            self.tokens = min(self.max_tokens, self.tokens + fills * self.tokens_per_fill)
+            self.next_fill += fills * self.fill_interval
+        if self.tokens > 0:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Limiter:
+    """The buckets and counters of one filter config, shared by all its connections."""
+
+    __slots__ = ("__weakref__", "clock", "conditions", "default", "stats")
+
+    def __init__(
+        self,
+        conditions: tuple[tuple[Tests, BucketSpec], ...],
+        default: BucketSpec | None,
+        clock: Clock,
+    ) -> None:
+        now = clock()
+        self.clock = clock
+        self.conditions = tuple((tests, TokenBucket(spec, now)) for tests, spec in conditions)
+        self.default = TokenBucket(default, now) if default is not None else None
+        self.stats = LocalRateLimitStats()
+
+    def allow(self, strings: dict[str, str]) -> bool:
+        """Take a token for a request with metadata ``strings`` from the bucket that applies."""
+        bucket = self.default
+        for tests, candidate in self.conditions:
+            for test in tests:
+                if not test(strings):
+                    break
+            else:
+                bucket = candidate
+                break
+        if bucket is None or bucket.take(self.clock()):
+            self.stats.ok += 1
+            return True
+        self.stats.rate_limited += 1
+        return False
+
+
+class LocalRateLimitFilter:
+    """The decoder filter: lets a request through or answers it OverLimit."""
+
+    __slots__ = ("allow",)
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.allow = limiter.allow
+
+    def on_request(self, request: ActiveRequest) -> FilterStatus:
+        if self.allow(request.metadata.strings):
+            return FilterStatus.CONTINUE
+        request.local_reply(
+            ErrorType.OVER_LIMIT,
+            f"meta protocol local rate limit: request '{request.metadata.request_id}' "
+            "has been rate limited",
+        )
+        return FilterStatus.STOP
+
+
+# -- config -----------------------------------------------------------------------------------
+def _bucket(proto: Any, path: str, problems: Problems) -> BucketSpec | None:
+    """A ``TokenBucket`` checked as Envoy's validation rules say (all > 0, fill default 1)."""
+    before = len(problems)
+    if proto.max_tokens < 1:
+        problems.add(join(path, "max_tokens"), "must be at least 1")
+    per_fill = 1
+    if proto.HasField("tokens_per_fill"):
+        per_fill = proto.tokens_per_fill.value
+        if per_fill < 1:
+            problems.add(join(path, "tokens_per_fill"), "must be at least 1 (omit it for 1)")
+    interval = duration_seconds(proto.fill_interval)
+    if not proto.HasField("fill_interval"):
+        problems.add(join(path, "fill_interval"), "required")
+    elif interval <= 0:
+        problems.add(join(path, "fill_interval"), f"must be positive, got {interval}s")
+    if len(problems) != before:
+        return None
+    return BucketSpec(proto.max_tokens, per_fill, interval)
+
+
+def _compile(
+    config: Any, path: str, problems: Problems
+) -> tuple[tuple[tuple[Tests, BucketSpec], ...], BucketSpec | None]:
+    if not config.stat_prefix:
+        problems.add(join(path, "stat_prefix"), "required")
+    default = None
+    if config.HasField("token_bucket"):
+        default = _bucket(config.token_bucket, join(path, "token_bucket"), problems)
+    conditions: list[tuple[Tests, BucketSpec]] = []
+    for i, condition in enumerate(config.conditions):
+        c_path = join(path, f"conditions[{i}]")
+        # An absent match matches every request, like an empty one (a route's semantics).
+        tests = match_tests(condition.match, join(c_path, "match"), problems)
+        if not condition.HasField("token_bucket"):
+            problems.add(join(c_path, "token_bucket"), "required")
+            continue
+        spec = _bucket(condition.token_bucket, join(c_path, "token_bucket"), problems)
+        if spec is not None:
+            conditions.append((tests, spec))
+    if not config.HasField("token_bucket") and not config.conditions:
+        problems.add(path, "token_bucket or conditions required (this limit limits nothing)")
+    return tuple(conditions), default
+
+
+def check_config(config: Any, path: str, refs: ClusterRefs) -> list[ConfigError]:
+    """Every problem of a ``LocalRateLimit`` config (:data:`~.api.FilterCheck`)."""
+    problems = Problems(NAME)
+    _compile(config, path, problems)
+    return problem_list(problems)
+
+
+def compile_limiter(config: Any, clock: Clock = time.monotonic) -> Limiter:
+    """A limiter for a ``LocalRateLimit`` config.
+
+    Raises:
+        ConfigErrors: the config is invalid (already reported by :func:`check_config` when
+            it came through the bootstrap or xDS).
+    """
+    problems = Problems(NAME)
+    conditions, default = _compile(config, "config", problems)
+    problems.raise_if_any()
+    return Limiter(conditions, default, clock)
+
+
+def _factory(config: Any, listener: ListenerRuntime) -> LocalRateLimitFilter:
+    limiter = shared_state(listener, NAME, config, lambda: compile_limiter(config))
+    listener.stats.filter_stats[STAT_PREFIX] = limiter.stats
+    return LocalRateLimitFilter(limiter)
+
+
+register_filter(NAME, _factory, check_config)

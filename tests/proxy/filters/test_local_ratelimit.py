@@ -1,0 +1,279 @@
+"""Local rate limit: bucket arithmetic on an injected clock, condition matching, config
+errors, and the filter in a running proxy (shared by connections, kept across updates)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from aeraki.codec.api import ErrorType
+from aeraki.errors import ConfigError
+from aeraki.proxy.bootstrap import ConfigErrors, bootstrap_from_dict
+from aeraki.proxy.filters.local_ratelimit import (
+    BucketSpec,
+    TokenBucket,
+    check_config,
+    compile_limiter,
+)
+from tests.proxy.filters.helpers import LOCAL, local_config, running, stats, with_filters
+from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
+from tests.proxy.test_bootstrap import TC, base, tc
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def takes(bucket: TokenBucket, now: float, n: int) -> int:
+    """How many of ``n`` takes at ``now`` succeed."""
+    return sum(bucket.take(now) for _ in range(n))
+
+
+# -- buckets ----------------------------------------------------------------------------------
+def test_bucket_starts_full_and_empties() -> None:
+    bucket = TokenBucket(BucketSpec(max_tokens=3, tokens_per_fill=1, fill_interval=1.0), 0.0)
+    assert takes(bucket, 0.0, 5) == 3
+    assert takes(bucket, 0.999, 1) == 0
+
+
+def test_bucket_refills_per_interval_up_to_max() -> None:
+    bucket = TokenBucket(BucketSpec(max_tokens=5, tokens_per_fill=2, fill_interval=1.0), 0.0)
+    assert takes(bucket, 0.0, 5) == 5
+    assert takes(bucket, 1.0, 5) == 2  # one fill at t=1
+    assert takes(bucket, 3.5, 5) == 4  # fills at t=2 and t=3
+    assert takes(bucket, 100.0, 10) == 5  # 96 fills, capped at max_tokens
+
+
+def test_bucket_fills_keep_their_phase() -> None:
+    """Fills are due at start + k * interval, whatever the times of the takes."""
+    bucket = TokenBucket(BucketSpec(max_tokens=1, tokens_per_fill=1, fill_interval=10.0), 0.0)
+    assert takes(bucket, 0.0, 1) == 1
+    assert takes(bucket, 19.0, 1) == 1  # the fill of t=10
+    assert takes(bucket, 20.0, 1) == 1  # the fill of t=20, not t=29
+    assert takes(bucket, 29.9, 1) == 0
+
+
+def test_bucket_intervals_below_the_reference_50ms_floor_work() -> None:
+    """No timer, so no 50 ms minimum: ~1 ms fills are exact (binary fractions: exact floats)."""
+    interval = 2.0**-10
+    bucket = TokenBucket(BucketSpec(max_tokens=1, tokens_per_fill=1, fill_interval=interval), 0.0)
+    allowed = sum(bucket.take(i * interval / 2) for i in range(2049))  # takes over 1 s
+    assert allowed == 1 + 1024  # the initial token plus one per fill
+
+
+# -- conditions -------------------------------------------------------------------------------
+CONFIG: dict[str, Any] = {
+    "stat_prefix": "svc",
+    "token_bucket": {"max_tokens": 3, "tokens_per_fill": 3, "fill_interval": "60s"},
+    "conditions": [
+        {
+            "match": {"metadata": [{"name": "method", "exact_match": "sayHello"}]},
+            "token_bucket": {"max_tokens": 1, "fill_interval": "60s"},
+        },
+        {
+            "match": {"metadata": [{"name": "method", "prefix_match": "say"}]},
+            "token_bucket": {"max_tokens": 2, "fill_interval": "60s"},
+        },
+    ],
+}
+
+
+def test_first_matching_condition_decides_and_the_default_is_not_consulted() -> None:
+    clock = Clock()
+    limiter = compile_limiter(local_config(CONFIG), clock)
+    hello = {"method": "sayHello"}
+    assert [limiter.allow(hello) for _ in range(2)] == [True, False]
+    # "sayBye" skips the first condition, matches the second: its own two tokens.
+    assert [limiter.allow({"method": "sayBye"}) for _ in range(3)] == [True, True, False]
+    # Neither condition: the default bucket, untouched so far.
+    assert [limiter.allow({"method": "other"}) for _ in range(4)] == [True] * 3 + [False]
+    assert limiter.stats.snapshot() == {"ok": 6, "rate_limited": 3}
+    clock.now += 60.0
+    assert limiter.allow(hello)
+
+
+def test_no_default_bucket_lets_unmatched_requests_through() -> None:
+    limiter = compile_limiter(
+        local_config({"stat_prefix": "svc", "conditions": CONFIG["conditions"][:1]}), Clock()
+    )
+    assert all(limiter.allow({"method": "other"}) for _ in range(100))
+    assert all(limiter.allow({}) for _ in range(100))
+    assert [limiter.allow({"method": "sayHello"}) for _ in range(2)] == [True, False]
+
+
+def test_condition_without_match_matches_every_request() -> None:
+    config = {
+        "stat_prefix": "svc",
+        "conditions": [{"token_bucket": {"max_tokens": 2, "fill_interval": "1s"}}],
+    }
+    limiter = compile_limiter(local_config(config), Clock())
+    assert [limiter.allow({"k": str(i)}) for i in range(3)] == [True, True, False]
+
+
+# -- config errors ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "path", "text"),
+    [
+        ({"token_bucket": {"max_tokens": 1, "fill_interval": "1s"}}, "c.stat_prefix", "required"),
+        (
+            {"stat_prefix": "s", "token_bucket": {"fill_interval": "1s"}},
+            "c.token_bucket.max_tokens",
+            "at least 1",
+        ),
+        (
+            {"stat_prefix": "s", "token_bucket": {"max_tokens": 1}},
+            "c.token_bucket.fill_interval",
+            "required",
+        ),
+        (
+            {"stat_prefix": "s", "token_bucket": {"max_tokens": 1, "fill_interval": "-1s"}},
+            "c.token_bucket.fill_interval",
+            "positive",
+        ),
+        (
+            {
+                "stat_prefix": "s",
+                "token_bucket": {"max_tokens": 1, "fill_interval": "1s", "tokens_per_fill": 0},
+            },
+            "c.token_bucket.tokens_per_fill",
+            "at least 1",
+        ),
+        ({"stat_prefix": "s"}, "c", "token_bucket or conditions required"),
+        (
+            {"stat_prefix": "s", "conditions": [{"match": {}}]},
+            "c.conditions[0].token_bucket",
+            "required",
+        ),
+        (
+            {
+                "stat_prefix": "s",
+                "conditions": [
+                    {
+                        "match": {"metadata": [{"name": "m", "safe_regex_match": {"regex": "("}}]},
+                        "token_bucket": {"max_tokens": 1, "fill_interval": "1s"},
+                    }
+                ],
+            },
+            "c.conditions[0].match.metadata[0].safe_regex_match.regex",
+            "invalid regex",
+        ),
+    ],
+)
+def test_config_errors_name_their_path(config: dict[str, Any], path: str, text: str) -> None:
+    errors = {e.path: e.message for e in check_config(local_config(config), "c", [])}
+    assert path in errors, errors
+    assert text in errors[path]
+    with pytest.raises(ConfigError):
+        compile_limiter(local_config(config))
+
+
+def test_bootstrap_accepts_the_filter_and_reports_its_errors() -> None:
+    url = "type.googleapis.com/aeraki.meta_protocol_proxy.filters.local_ratelimit.v1alpha."
+    good = base()
+    tc(good)["meta_protocol_filters"] = [
+        {"name": LOCAL, "config": {"@type": url + "LocalRateLimit", **CONFIG}},
+        {"name": "aeraki.meta_protocol.filters.router"},
+    ]
+    proxy = bootstrap_from_dict(good, "test.yaml").listeners[0].proxy
+    assert [f.name for f in proxy.filters] == [LOCAL, "aeraki.meta_protocol.filters.router"]
+    assert proxy.filters[0].config == local_config(CONFIG)
+
+    bad = base()
+    tc(bad)["meta_protocol_filters"] = [
+        {
+            "name": LOCAL,
+            "config": {
+                "@type": url + "LocalRateLimit",
+                "token_bucket": {"max_tokens": 0, "fill_interval": "1s"},
+            },
+        },
+        {"name": "aeraki.meta_protocol.filters.router"},
+    ]
+    with pytest.raises(ConfigErrors) as info:
+        bootstrap_from_dict(bad, "test.yaml")
+    where = TC + ".meta_protocol_filters[0].config"
+    assert set(info.value.paths) == {where + ".stat_prefix", where + ".token_bucket.max_tokens"}
+
+
+# -- in a running proxy -----------------------------------------------------------------------
+async def test_limit_is_shared_by_every_connection_and_counted() -> None:
+    up = await FakeUpstream("v1").start()
+    try:
+        config = {
+            "stat_prefix": "svc",
+            "token_bucket": {"max_tokens": 3, "fill_interval": "3600s"},
+        }
+        proxy_config = with_filters(
+            listener(route("c1"), clusters=[cluster("c1", up.port)]), (LOCAL, local_config(config))
+        )
+        async with running(proxy_config) as server:
+            port = server.listeners[0].port
+            clients = [await FakeClient().connect(port) for _ in range(3)]
+            replies = [
+                await c.call(i * 10 + j, {"method": "m"})
+                for j in range(2)
+                for i, c in enumerate(clients)
+            ]
+            for c in clients:
+                await c.close()
+        limited = [r for r in replies if is_error(r, ErrorType.OVER_LIMIT.name)]
+        assert len(limited) == 3
+        assert all(r.get_string("server") == "v1" for r in replies if r not in limited)
+        assert len(up.received) == 3
+        assert stats(server, "local_rate_limit", ["ok", "rate_limited"]) == {
+            "ok": 3,
+            "rate_limited": 3,
+        }
+    finally:
+        up.close()
+
+
+async def test_buckets_survive_a_listener_update_that_keeps_the_filter_config() -> None:
+    up = await FakeUpstream("v1").start()
+    try:
+        one = local_config(
+            {"stat_prefix": "svc", "token_bucket": {"max_tokens": 2, "fill_interval": "3600s"}}
+        )
+        base_config = with_filters(
+            listener(route("c1"), clusters=[cluster("c1", up.port)]), (LOCAL, one)
+        )
+        async with running(dataclasses.replace(base_config, listeners=())) as server:
+            first = base_config.listeners[0]
+            assert await server.apply_listeners([first]) == []
+            port = server.listeners[0].port
+
+            async def call() -> bool:
+                client = await FakeClient().connect(port)
+                reply = await client.call(1, {"method": "m"})
+                await client.close()
+                return not is_error(reply, ErrorType.OVER_LIMIT.name)
+
+            assert await call()
+            # Another idle timeout: a new listener runtime, the same filter config.
+            changed = dataclasses.replace(
+                first, proxy=dataclasses.replace(first.proxy, idle_timeout=30.0)
+            )
+            assert await server.apply_listeners([changed]) == []
+            port = server.listeners[0].port
+            assert server.listeners[0].runtime.config == changed
+            assert [await call(), await call()] == [True, False]  # one token was left
+            # A changed limit starts with full buckets.
+            two = local_config(
+                {"stat_prefix": "svc", "token_bucket": {"max_tokens": 3, "fill_interval": "3600s"}}
+            )
+            fresh = with_filters(
+                dataclasses.replace(base_config, listeners=(changed,)), (LOCAL, two)
+            )
+            assert await server.apply_listeners(list(fresh.listeners)) == []
+            port = server.listeners[0].port
+            assert [await call() for _ in range(4)] == [True, True, True, False]
+    finally:
+        up.close()
