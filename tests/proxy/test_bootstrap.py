@@ -556,8 +556,8 @@ def test_bad_files(tmp_path: Path) -> None:
 ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
     (
         "unsupported cluster field",
-        lambda d: cluster0(d).update(circuit_breakers={"thresholds": [{}]}),
-        CL0 + ".circuit_breakers",
+        lambda d: cluster0(d).update(upstream_connection_options={"tcp_keepalive": {}}),
+        CL0 + ".upstream_connection_options",
         "not supported yet",
     ),
     (
@@ -809,13 +809,13 @@ def test_error_paths(mutate: Callable[[Data], object], path: str, text: str) -> 
 
 def test_all_problems_are_reported_at_once() -> None:
     def mutate(d: Data) -> None:
-        cluster0(d).update(circuit_breakers={}, connect_timeout="-1s")
+        cluster0(d).update(per_connection_buffer_limit_bytes=1024, connect_timeout="-1s")
         tc(d).update(tracing={})
         route0(d)["route"]["cluster"] = "nope"
 
     errors = problems_of(mutate)
     assert set(errors) == {
-        CL0 + ".circuit_breakers",
+        CL0 + ".per_connection_buffer_limit_bytes",
         CL0 + ".connect_timeout",
         TC + ".tracing",
         ROUTE0 + ".route.cluster",
@@ -824,15 +824,15 @@ def test_all_problems_are_reported_at_once() -> None:
 
 def test_error_message_names_file_and_every_path() -> None:
     d = base()
-    cluster0(d)["outlier_detection"] = {}
+    cluster0(d)["upstream_connection_options"] = {}
     tc(d)["tracing"] = {}
     with pytest.raises(ConfigError) as info:
         bootstrap_from_dict(d, "my.yaml")
     text = str(info.value)
     assert text.startswith("my.yaml: 2 configuration problems")
-    assert CL0 + ".outlier_detection: not supported yet" in text
+    assert CL0 + ".upstream_connection_options: not supported yet" in text
     assert TC + ".tracing: not supported yet" in text
-    assert info.value.path == CL0 + ".outlier_detection"
+    assert info.value.path == CL0 + ".upstream_connection_options"
 
 
 def test_ads_cluster_must_exist() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aeraki.admin_http import Handler, Response
+from aeraki.proxy.upstream.outlier import HostMonitor
 
 if TYPE_CHECKING:
     from aeraki.proxy.server import ProxyServer
@@ -42,7 +43,10 @@ def _clusters(proxy: ProxyServer) -> Response:
     for cluster in proxy.clusters.clusters.values():
         for host in cluster.hosts:
             prefix = f"{cluster.name}::{host.key}"
-            lines.append(f"{prefix}::health_flags::{'healthy' if host.healthy else 'failed'}")
+            lines.append(f"{prefix}::health_flags::{host.health_flags}")
+            monitor = host.monitor
+            if isinstance(monitor, HostMonitor):
+                lines.append(f"{prefix}::outlier_ejections::{monitor.ejections}")
             lines.append(f"{prefix}::weight::{host.weight}")
             lines.append(f"{prefix}::rq_active::{host.active_requests}")
     return 200, "text/plain", "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from aeraki.proxy.bootstrap_problems import Problems, duration_seconds, join
+from aeraki.proxy.bootstrap_resilience import convert_resilience
 from aeraki.proxy.config import (
     ClusterConfig,
     DiscoveryType,
@@ -125,6 +126,7 @@ def convert_cluster(cluster: Any, path: str, problems: Problems, *, has_ads: boo
     elif cluster.HasField("eds_cluster_config"):
         problems.add(join(path, "eds_cluster_config"), "only meaningful for EDS clusters")
     endpoints = _endpoints(cluster, path, problems, discovery)
+    kwargs.update(convert_resilience(cluster, path, problems))
     if discovery is DiscoveryType.EDS:
         kwargs["eds_service_name"] = cluster.eds_cluster_config.service_name
     return ClusterConfig(

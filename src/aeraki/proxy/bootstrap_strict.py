@@ -49,11 +49,51 @@ SUPPORTED: dict[str, frozenset[str]] = {
             "name type lb_policy connect_timeout load_assignment dns_refresh_rate"
             " ring_hash_lb_config maglev_lb_config least_request_lb_config eds_cluster_config"
             " http2_protocol_options"
+            " circuit_breakers outlier_detection health_checks max_requests_per_connection"
+            " typed_extension_protocol_options"
         ),
         "envoy.config.cluster.v3.Cluster.EdsClusterConfig": "eds_config service_name",
         "envoy.config.cluster.v3.Cluster.RingHashLbConfig": "minimum_ring_size maximum_ring_size",
         "envoy.config.cluster.v3.Cluster.MaglevLbConfig": "table_size",
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig": "choice_count",
+        # --- circuit breaking, outlier detection, health checks (bootstrap_resilience) ---
+        # track_remaining, max_connection_pools and per_host_thresholds are not implemented.
+        "envoy.config.cluster.v3.CircuitBreakers": "thresholds",
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds": (
+            "priority max_connections max_pending_requests max_requests max_retries retry_budget"
+        ),
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget": (
+            "budget_percent min_retry_concurrency"
+        ),
+        "envoy.type.v3.Percent": "value",
+        # success-rate / failure-percentage detectors: only their enforcing_* = 0 (off).
+        "envoy.config.cluster.v3.OutlierDetection": (
+            "consecutive_5xx consecutive_gateway_failure consecutive_local_origin_failure"
+            " enforcing_consecutive_5xx enforcing_consecutive_gateway_failure"
+            " enforcing_consecutive_local_origin_failure split_external_local_origin_errors"
+            " interval base_ejection_time max_ejection_time max_ejection_percent"
+            " successful_active_health_check_uneject_host enforcing_success_rate"
+            " enforcing_local_origin_success_rate enforcing_failure_percentage"
+            " enforcing_failure_percentage_local_origin"
+        ),
+        "envoy.config.core.v3.HealthCheck": (
+            "timeout interval unhealthy_threshold healthy_threshold tcp_health_check"
+        ),
+        "envoy.config.core.v3.HealthCheck.TcpHealthCheck": "send receive",
+        "envoy.config.core.v3.HealthCheck.Payload": "text binary",
+        # typed_extension_protocol_options: only max_requests_per_connection is read; the
+        # upstream HTTP version means nothing to a MetaProtocol upstream.
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": (
+            "common_http_protocol_options explicit_http_config use_downstream_protocol_config"
+        ),
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": (
+            "http_protocol_options http2_protocol_options"
+        ),
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig": (
+            "http_protocol_options http2_protocol_options"
+        ),
+        "envoy.config.core.v3.HttpProtocolOptions": "max_requests_per_connection",
+        "envoy.config.core.v3.Http1ProtocolOptions": "",
         # gRPC (our xDS client) always speaks HTTP/2; the empty option is accepted for Envoy.
         "envoy.config.core.v3.Http2ProtocolOptions": "",
         "envoy.config.endpoint.v3.ClusterLoadAssignment": "cluster_name endpoints",

@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "AdminConfig",
     "AdsConfig",
+    "CircuitBreakerConfig",
     "ClusterConfig",
     "DiscoveryType",
     "EndpointConfig",
@@ -24,12 +25,15 @@ __all__ = [
     "FaultDelayConfig",
     "FilterConfig",
     "HeaderMatch",
+    "HealthCheckConfig",
     "LbPolicy",
     "ListenerConfig",
     "MatchKind",
     "MetaProtocolConfig",
     "MirrorPolicy",
+    "OutlierConfig",
     "ProxyConfig",
+    "RetryBudgetConfig",
     "RetryOn",
     "RetryPolicyConfig",
     "RouteConfig",
@@ -266,6 +270,70 @@ class EndpointConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetryBudgetConfig:
+    """Envoy's ``retry_budget``: concurrent retries may be ``budget_percent`` % of the
+    cluster's active plus pending requests, but never fewer than ``min_retry_concurrency``."""
+
+    budget_percent: float = 20.0
+    min_retry_concurrency: int = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitBreakerConfig:
+    """Envoy's ``circuit_breakers.thresholds`` (DEFAULT priority), with Envoy's defaults.
+
+    Every limit is per cluster, across its hosts. ``retry_budget``, when set, replaces
+    ``max_retries``. ``max_requests_per_connection`` (0 = unlimited) is a cluster field in
+    Envoy, kept here with the other limits.
+    """
+
+    max_connections: int = 1024
+    max_pending_requests: int = 1024
+    max_requests: int = 1024
+    max_retries: int = 3
+    retry_budget: RetryBudgetConfig | None = None
+    max_requests_per_connection: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutlierConfig:
+    """Envoy's cluster ``outlier_detection`` (consecutive-error detectors), Envoy's defaults.
+
+    Times are seconds; ``enforcing_*`` are percentages (the chance a detected outlier is
+    really ejected). Success-rate and failure-percentage detectors are not implemented.
+    """
+
+    consecutive_5xx: int = 5
+    consecutive_gateway_failure: int = 5
+    consecutive_local_origin_failure: int = 5
+    enforcing_consecutive_5xx: int = 100
+    enforcing_consecutive_gateway_failure: int = 0
+    enforcing_consecutive_local_origin_failure: int = 100
+    split_external_local_origin_errors: bool = False
+    interval: float = 10.0
+    base_ejection_time: float = 30.0
+    max_ejection_time: float = 300.0
+    max_ejection_percent: int = 10
+    successful_active_health_check_uneject_host: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheckConfig:
+    """An active TCP health check (Envoy ``health_checks[0]`` with ``tcp_health_check``).
+
+    Empty ``send`` and ``receive`` = connect only. Otherwise ``send`` is written after the
+    connect and every ``receive`` payload must then be found in the reply, in order.
+    """
+
+    timeout: float
+    interval: float
+    unhealthy_threshold: int
+    healthy_threshold: int
+    send: bytes = b""
+    receive: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClusterConfig:
     """An upstream cluster."""
 
@@ -284,6 +352,11 @@ class ClusterConfig:
     dns_refresh_rate: float = 5.0
     #: EDS: the ClusterLoadAssignment name to subscribe to ("" = the cluster name).
     eds_service_name: str = ""
+    circuit_breakers: CircuitBreakerConfig = CircuitBreakerConfig()
+    #: consecutive-error outlier detection; ``None`` = off.
+    outlier_detection: OutlierConfig | None = None
+    #: active TCP health checking; ``None`` = off (every host is taken as healthy).
+    health_check: HealthCheckConfig | None = None
 
     @property
     def eds_name(self) -> str:

@@ -60,6 +60,39 @@ CLUSTER_STATS: tuple[StatSpec, ...] = (
     StatSpec("upstream_rq_active", "gauge", "Requests in flight upstream."),
     StatSpec("upstream_rq_pending_active", "gauge", "Requests waiting for a connection."),
     StatSpec("upstream_rq_timeout", "counter", "Requests that timed out upstream."),
+    StatSpec(
+        "upstream_rq_pending_overflow",
+        "counter",
+        "Requests refused by the pending-requests or requests circuit breaker.",
+    ),
+    StatSpec("upstream_rq_retry_overflow", "counter", "Retries refused by the retry breaker."),
+    StatSpec("upstream_cx_max_requests", "counter", "Connections closed at their request cap."),
+    StatSpec("outlier_detection_ejections_active", "gauge", "Hosts ejected now."),
+    StatSpec("outlier_detection_ejections_enforced_total", "counter", "Ejections carried out."),
+    StatSpec(
+        "outlier_detection_ejections_enforced_consecutive_5xx",
+        "counter",
+        "Ejections for consecutive errors.",
+    ),
+    StatSpec(
+        "outlier_detection_ejections_enforced_consecutive_gateway_failure",
+        "counter",
+        "Ejections for consecutive gateway failures.",
+    ),
+    StatSpec(
+        "outlier_detection_ejections_enforced_consecutive_local_origin_failure",
+        "counter",
+        "Ejections for consecutive locally originated failures.",
+    ),
+    StatSpec(
+        "outlier_detection_ejections_overflow",
+        "counter",
+        "Ejections skipped because max_ejection_percent was reached.",
+    ),
+    StatSpec("health_check_attempt", "counter", "Active health checks run."),
+    StatSpec("health_check_success", "counter", "Active health checks passed."),
+    StatSpec("health_check_failure", "counter", "Active health checks failed."),
+    StatSpec("health_check_healthy", "gauge", "Hosts passing active health checks."),
     StatSpec("upstream_rq_per_try_timeout", "counter", "Attempts that hit the per-try timeout."),
     StatSpec("upstream_rq_retry", "counter", "Retries scheduled (attempts after the first)."),
     StatSpec("upstream_rq_retry_success", "counter", "Requests that succeeded after retrying."),
@@ -160,6 +193,19 @@ class ClusterStats(_Counters):
     upstream_rq_active: int
     upstream_rq_pending_active: int
     upstream_rq_timeout: int
+    upstream_rq_pending_overflow: int
+    upstream_rq_retry_overflow: int
+    upstream_cx_max_requests: int
+    outlier_detection_ejections_active: int
+    outlier_detection_ejections_enforced_total: int
+    outlier_detection_ejections_enforced_consecutive_5xx: int
+    outlier_detection_ejections_enforced_consecutive_gateway_failure: int
+    outlier_detection_ejections_enforced_consecutive_local_origin_failure: int
+    outlier_detection_ejections_overflow: int
+    health_check_attempt: int
+    health_check_success: int
+    health_check_failure: int
+    health_check_healthy: int
     upstream_rq_per_try_timeout: int
     upstream_rq_retry: int
     upstream_rq_retry_success: int

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 from aeraki.codec.api import Codec
 from aeraki.proxy.config import ClusterConfig, DiscoveryType, EndpointConfig, SocketAddress
 from aeraki.proxy.stats import ClusterStats
+from aeraki.proxy.upstream.health_check import ClusterHealth
 from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.lb import LoadBalancer, create_load_balancer
+from aeraki.proxy.upstream.limits import ClusterLimits
 from aeraki.proxy.upstream.pool import HostPool
 
 __all__ = ["Cluster", "ClusterManager"]
@@ -30,6 +32,10 @@ class Cluster:
         self.config = config
         self.name = config.name
         self.stats = ClusterStats()
+        #: circuit breakers, shared by every pool of the cluster.
+        self.limits = ClusterLimits(config.circuit_breakers, self.stats)
+        #: outlier detection and active health checks (inert when not configured).
+        self.health = ClusterHealth(config, self.stats, self._on_health_changed)
         self.hosts: list[Host] = []
         self.lb: LoadBalancer = create_load_balancer(config, [])
         self._pools: dict[tuple[type[Codec], bool, str], HostPool] = {}
@@ -42,6 +48,7 @@ class Cluster:
         kept = {host.key: host for host in self.hosts}
         merged = [kept.get(host.key, host) for host in hosts]
         self.hosts = merged
+        self.health.set_hosts(merged)
         self.lb = create_load_balancer(self.config, merged)
         live = {host.key for host in merged}
         for key, pool in list(self._pools.items()):
@@ -60,9 +67,15 @@ class Cluster:
                 self.stats,
                 multiplexed=multiplexed,
                 connect_timeout=self.config.connect_timeout,
+                limits=self.limits,
             )
             self._pools[key] = pool
         return pool
+
+    def _on_health_changed(self) -> None:
+        """A host was ejected, re-admitted or flipped by a health check: rebuild the
+        balancer's targets (``choose`` never re-reads health)."""
+        self.lb.update()
 
     @property
     def pools(self) -> list[HostPool]:
@@ -72,6 +85,7 @@ class Cluster:
     def start(self, *, resolve_now: bool = False) -> None:
         """Begin background work (DNS resolution for STRICT_DNS clusters); ``resolve_now``
         when nobody resolved the names yet (a cluster that arrived over CDS)."""
+        self.health.start()
         if self.config.discovery is DiscoveryType.STRICT_DNS and self._dns_task is None:
             loop = asyncio.get_running_loop()
             self._dns_task = loop.create_task(self._resolve_forever(resolve_now))
@@ -112,6 +126,7 @@ class Cluster:
     def retire(self) -> None:
         """The cluster was removed or replaced: stop background work, let every pool finish
         the exchanges in flight and close its connections after them."""
+        self.health.stop()
         if self._dns_task is not None:
             self._dns_task.cancel()
             self._dns_task = None
@@ -120,6 +135,7 @@ class Cluster:
 
     def close(self) -> None:
         """Stop background work and close every upstream connection."""
+        self.health.stop()
         if self._dns_task is not None:
             self._dns_task.cancel()
             self._dns_task = None

@@ -4,6 +4,15 @@ Exclusive mode hands each request a connection of its own and takes it back idle
 response; multiplexed mode shares one connection per key among many requests. A request
 that has to wait for a connection registers a :class:`PoolWaiter` and hears back exactly
 once: ``on_pool_ready`` or ``on_pool_failure``.
+
+Circuit breakers (:mod:`.limits`) are cluster-wide: every pool of a cluster shares one
+:class:`ClusterLimits`. A refused request gets :class:`PoolOverflow` at once, which the
+router answers with an ``OverLimit`` local reply.
+
+``max_requests_per_connection``: an exclusive connection is closed when it is released for
+the N-th time. A multiplexed one takes no new request after its N-th: the next request of
+its key opens a fresh connection, and the old one is closed once it has no request in
+flight, noticed at the pool's next event (a request, the key's client leaving, retire).
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 from aeraki.codec.api import Codec, ErrorType
+from aeraki.proxy.config import CircuitBreakerConfig
 from aeraki.proxy.upstream.connection import UpstreamConnection
+from aeraki.proxy.upstream.limits import ClusterLimits, PoolOverflow
 
 if TYPE_CHECKING:
     from aeraki.proxy.stats import ClusterStats
@@ -23,11 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["HostPool", "PoolOverflow", "PoolWaiter"]
 
 log = logging.getLogger(__name__)
-
-#: Envoy's default circuit-breaker limits: connections per host, and requests that may wait
-#: for a connection once that limit is reached.
-DEFAULT_MAX_CONNECTIONS = 1024
-DEFAULT_MAX_PENDING = 1024
 
 
 class PoolWaiter(Protocol):
@@ -40,12 +46,12 @@ class PoolWaiter(Protocol):
         """No connection could be had."""
 
 
-class PoolOverflow(Exception):
-    """The host's connection limit is reached; the request is refused at once."""
-
-
 class HostPool:
-    """Connections to one host for one codec and mode."""
+    """Connections to one host for one codec and mode.
+
+    ``limits`` is the cluster's (shared by its pools); a pool made without one gets
+    Envoy's default thresholds of its own.
+    """
 
     def __init__(
         self,
@@ -55,16 +61,14 @@ class HostPool:
         *,
         multiplexed: bool,
         connect_timeout: float,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        max_pending: int = DEFAULT_MAX_PENDING,
+        limits: ClusterLimits | None = None,
     ) -> None:
         self.host = host
         self.codec_cls = codec_cls
         self.stats = stats
+        self.limits = limits if limits is not None else ClusterLimits(CircuitBreakerConfig(), stats)
         self.is_multiplexed = multiplexed
         self.connect_timeout = connect_timeout
-        self.max_connections = max_connections
-        self.max_pending = max_pending
         self.connections: set[UpstreamConnection] = set()
         self.idle: list[UpstreamConnection] = []
         self.waiters: collections.deque[PoolWaiter] = collections.deque()
@@ -72,6 +76,10 @@ class HostPool:
         #: multiplexed mode: key -> ready connection / waiters of a pending connect.
         self.shared: dict[object, UpstreamConnection] = {}
         self.shared_waiters: dict[object, list[PoolWaiter]] = {}
+        #: max_requests_per_connection: requests given to each connection so far, and
+        #: multiplexed connections that reached the cap (closed once idle), by key.
+        self.served: dict[UpstreamConnection, int] = {}
+        self.draining: dict[UpstreamConnection, object] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.is_closed = False
         #: the cluster went away: finish what is in flight, keep nothing idle.
@@ -82,20 +90,19 @@ class HostPool:
         """An idle connection now, or ``None`` and a callback on ``waiter`` later.
 
         Raises:
-            PoolOverflow: the connection limit is reached.
+            PoolOverflow: a circuit breaker (requests, pending requests) is open.
         """
+        limits = self.limits
+        limits.admit_request()
         idle = self.idle
         while idle:
             connection = idle.pop()
             if not connection.is_closed:
                 return connection
-        at_limit = len(self.connections) + self.connecting >= self.max_connections
-        if at_limit and len(self.waiters) >= self.max_pending:
-            self.stats.upstream_cx_overflow += 1
-            raise PoolOverflow("too many connections and pending requests")
+        limits.admit_pending()
         self.waiters.append(waiter)
         self.stats.upstream_rq_pending_active += 1
-        if not at_limit:
+        if limits.can_connect() or not (self.connections or self.connecting):
             self._start_connect(None)
         # else: the next connection released goes to this waiter (Envoy's pending queue)
         return None
@@ -109,6 +116,7 @@ class HostPool:
             for waiters in self.shared_waiters.values():
                 if waiter in waiters:
                     waiters.remove(waiter)
+                    self.stats.upstream_rq_pending_active -= 1
 
     def release(self, connection: UpstreamConnection) -> None:
         """Take back an exclusive connection whose exchange is complete."""
@@ -116,6 +124,13 @@ class HostPool:
             return
         if self.is_closed or (self.is_retired and not self.waiters):
             connection.close()
+            return
+        cap = self.limits.max_requests_per_connection
+        if cap and self._count_served(connection) >= cap:
+            self.stats.upstream_cx_max_requests += 1
+            self._forget(connection)  # counted out now, so a replacement may connect
+            connection.close()
+            self._connect_for_waiters()
             return
         if self.waiters:
             self._hand_over(connection)
@@ -127,35 +142,71 @@ class HostPool:
         self.stats.upstream_rq_pending_active -= 1
         waiter.on_pool_ready(connection)
 
+    def _count_served(self, connection: UpstreamConnection) -> int:
+        served = self.served.get(connection, 0) + 1
+        self.served[connection] = served
+        return served
+
+    def _connect_for_waiters(self) -> None:
+        """A connection went away while requests wait: open one in its place if allowed."""
+        if self.waiters and self.connecting < len(self.waiters) and self.limits.can_connect():
+            self._start_connect(None)
+
     # -- multiplexed mode ---------------------------------------------------------------
     def acquire_shared(self, waiter: PoolWaiter, key: object) -> UpstreamConnection | None:
-        """The shared connection for ``key`` now, or ``None`` and a callback later."""
+        """The shared connection for ``key`` now, or ``None`` and a callback later.
+
+        Raises:
+            PoolOverflow: a circuit breaker (requests, pending requests, connections) is
+                open; a key without a connection cannot wait for someone else's.
+        """
+        limits = self.limits
+        limits.admit_request()
+        if self.draining:
+            self._close_drained()
         connection = self.shared.get(key)
         if connection is not None and not connection.is_closed:
+            if limits.max_requests_per_connection:
+                self._count_shared(key, connection)
             return connection
         waiters = self.shared_waiters.get(key)
+        if waiters is None and not limits.can_connect():
+            raise PoolOverflow("too many connections")
+        limits.admit_pending()
+        self.stats.upstream_rq_pending_active += 1
         if waiters is not None:
             waiters.append(waiter)
             return None
-        self._check_limit()
         self.shared_waiters[key] = [waiter]
         self._start_connect(key)
         return None
+
+    def _count_shared(self, key: object, connection: UpstreamConnection) -> None:
+        """Count a request given to a shared connection; at the cap, stop sharing it."""
+        if self._count_served(connection) >= self.limits.max_requests_per_connection:
+            self.stats.upstream_cx_max_requests += 1
+            if self.shared.get(key) is connection:
+                del self.shared[key]
+            self.draining[connection] = key
+
+    def _close_drained(self) -> None:
+        for connection in [c for c in self.draining if c.is_idle or c.is_closed]:
+            del self.draining[connection]
+            connection.close()
 
     def drop_shared(self, key: object) -> None:
         """Close the shared connection of ``key`` (its downstream connection is gone)."""
         connection = self.shared.pop(key, None)
         if connection is not None:
             connection.close()
+        for drained in [c for c, k in self.draining.items() if k == key]:
+            del self.draining[drained]
+            drained.close()
 
     # -- connecting ---------------------------------------------------------------------
-    def _check_limit(self) -> None:
-        if len(self.connections) + self.connecting >= self.max_connections:
-            self.stats.upstream_cx_overflow += 1
-            raise PoolOverflow("too many connections")
-
     def _start_connect(self, key: object) -> None:
         self.connecting += 1
+        self.limits.connections += 1
         task = asyncio.get_running_loop().create_task(self._connect(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -164,6 +215,7 @@ class HostPool:
         loop = asyncio.get_running_loop()
         address = self.host.address
         failure = ""
+        connected = False
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
@@ -175,6 +227,7 @@ class HostPool:
                 ),
                 self.connect_timeout,
             )
+            connected = True
         except TimeoutError:
             self.stats.upstream_cx_connect_timeout += 1
             failure = f"connection failure '{self.host.key}' due to timeout"
@@ -184,6 +237,8 @@ class HostPool:
             failure = f"remote connection failure '{self.host.key}'"
         finally:
             self.connecting -= 1  # before the failure handling below, which reads it
+            if not connected:
+                self.limits.connections -= 1
         if failure:
             self._on_connect_failed(key, f"meta protocol upstream request: {failure}")
         else:
@@ -197,8 +252,12 @@ class HostPool:
             connection.close()
             return
         if self.is_multiplexed:
+            waiters = self.shared_waiters.pop(key, [])
+            self.stats.upstream_rq_pending_active -= len(waiters)
             self.shared[key] = connection
-            for waiter in self.shared_waiters.pop(key, []):
+            for waiter in waiters:
+                if self.limits.max_requests_per_connection:
+                    self._count_shared(key, connection)  # may exceed the cap by the waiters
                 waiter.on_pool_ready(connection)
         elif self.waiters:
             self._hand_over(connection)
@@ -210,6 +269,7 @@ class HostPool:
     def _on_connect_failed(self, key: object, message: str) -> None:
         if self.is_multiplexed:
             failed = self.shared_waiters.pop(key, [])
+            self.stats.upstream_rq_pending_active -= len(failed)
         elif self.waiters:
             # One connect was started per waiter; its failure answers one waiter. Waiters
             # queued at the limit wait for releases, unless nothing is left to release.
@@ -223,21 +283,30 @@ class HostPool:
 
     def on_connection_closed(self, connection: UpstreamConnection) -> None:
         """Called by a connection once it is closed, whatever closed it."""
-        if connection in self.connections:
-            self.connections.discard(connection)
-            self.stats.upstream_cx_active -= 1
+        self._forget(connection)
+        self.draining.pop(connection, None)
         if connection in self.idle:
             self.idle.remove(connection)
         for key, shared in list(self.shared.items()):
             if shared is connection:
                 del self.shared[key]
+        if not self.is_closed:
+            self._connect_for_waiters()  # requests queued at the limit must not be stranded
+
+    def _forget(self, connection: UpstreamConnection) -> None:
+        """Stop counting ``connection`` (open connections, breaker, requests served)."""
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.stats.upstream_cx_active -= 1
+            self.limits.connections -= 1
+        self.served.pop(connection, None)
 
     def retire(self) -> None:
         """Graceful close: idle connections now, busy ones when their exchange ends."""
         self.is_retired = True
         for connection in list(self.idle):
             connection.close()
-        for connection in list(self.shared.values()):
+        for connection in [*self.shared.values(), *self.draining]:
             if not connection.inflight:
                 connection.close()
 
@@ -249,6 +318,7 @@ class HostPool:
         waiting = list(self.waiters)
         for waiters in self.shared_waiters.values():
             waiting.extend(waiters)
+        self.stats.upstream_rq_pending_active -= len(waiting)
         self.waiters.clear()
         self.shared_waiters.clear()
         for waiter in waiting:
