@@ -13,6 +13,9 @@ MetaProtocol codec interface (reference ``meta-protocol-proxy.md`` §16–§18) 
 * ``on_error(metadata, error)`` returns a complete protocol-level error reply for the request
   described by ``metadata`` so that a client sees an error, never a timeout.
 * ``heartbeat_reply(metadata)`` answers a heartbeat at the proxy (protocols that have them).
+* Routable properties that are costly to find and rarely needed may be *deferred*: decode sets
+  ``metadata.deferred`` (a :class:`DeferredStrings`) and the properties are computed the first
+  time someone asks for a key that is not there yet (:meth:`Metadata.load_strings`).
 
 One codec instance serves one side of one connection: :attr:`Side.REQUEST` decodes what a
 client sends (and renders local replies for it), :attr:`Side.RESPONSE` decodes what a server
@@ -21,11 +24,12 @@ answers.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from aeraki.errors import CodecError
 
@@ -33,6 +37,7 @@ __all__ = [
     "Capabilities",
     "Codec",
     "CodecError",
+    "DeferredStrings",
     "ErrorType",
     "LocalError",
     "MessageType",
@@ -125,12 +130,20 @@ class Metadata:
     drive routing, hash policies, rate limits and access logs. Opaque values (``put``/``get``)
     are private to the codec (e.g. the byte offset of Dubbo attachments) and are not routable.
 
+    Deferred properties: while ``deferred`` is set, ``strings`` holds only what decode found
+    cheaply (Dubbo: interface, method, version; not the attachments behind the arguments). A
+    key present in ``strings`` is final — a later load never replaces it; an absent key may
+    still appear after :meth:`load_strings`. ``get_string``/``has_string``/``iter_strings``
+    load when needed; code that reads ``strings`` directly for a key that may be absent must
+    call ``load_strings()`` first (the route table does this only when a matcher needs it).
+
     ``origin`` holds the exact bytes of the message as received; ``encode`` forwards them
     untouched when nothing changes.
     """
 
     __slots__ = (
         "body_size",
+        "deferred",
         "header_size",
         "idempotent",
         "message_type",
@@ -165,6 +178,9 @@ class Metadata:
         self.strings: dict[str, str] = {}
         #: opaque codec-private values.
         self.values: dict[str, Any] = {}
+        #: set by a codec that left routable properties to compute on demand; ``None`` once
+        #: they are loaded (or when there are none).
+        self.deferred: DeferredStrings | None = None
 
     # -- routable string properties ------------------------------------------------------
     def put_string(self, key: str, value: str) -> None:
@@ -173,19 +189,39 @@ class Metadata:
 
     def get_string(self, key: str, default: str = "") -> str:
         """The routable property ``key`` (case-insensitive), or ``default`` if absent."""
-        return self.strings.get(key.lower(), default)
+        key = key.lower()
+        value = self.strings.get(key)
+        if value is None and self.deferred is not None:
+            value = self.load_strings().get(key)
+        return default if value is None else value
 
     def has_string(self, key: str) -> bool:
         """Whether the routable property ``key`` is present."""
-        return key.lower() in self.strings
+        key = key.lower()
+        return key in self.strings or (self.deferred is not None and key in self.load_strings())
 
     def remove_string(self, key: str) -> None:
-        """Remove a routable property if present."""
-        self.strings.pop(key.lower(), None)
+        """Remove a routable property if present (deferred ones are loaded first, so a later
+        load cannot bring it back)."""
+        self.load_strings().pop(key.lower(), None)
 
     def iter_strings(self) -> Iterator[tuple[str, str]]:
-        """Routable properties in key order (stable for logs and tracing)."""
-        return iter(sorted(self.strings.items()))
+        """Routable properties in key order (stable for logs and tracing), deferred included."""
+        return iter(sorted(self.load_strings().items()))
+
+    def load_strings(self) -> dict[str, str]:
+        """Complete ``strings`` with the deferred properties, once; returns ``strings``.
+
+        Never raises: if the deferred bytes are malformed (the loader raised
+        :class:`CodecError`), those properties stay absent — routes needing them do not
+        match — and ``encode`` reports the problem if it has to rewrite those bytes.
+        """
+        deferred = self.deferred
+        if deferred is not None:
+            self.deferred = None
+            with contextlib.suppress(CodecError):
+                deferred.load_strings(self)
+        return self.strings
 
     # -- opaque values ----------------------------------------------------------------------
     def put(self, key: str, value: Any) -> None:
@@ -219,16 +255,35 @@ class Metadata:
         twin.operation_name = self.operation_name
         twin.strings = dict(self.strings)
         twin.values = dict(self.values)
+        twin.deferred = self.deferred
         return twin
 
     def __repr__(self) -> str:
         return (
             f"<Metadata {self.message_type.name} id={self.request_id} "
-            f"size={self.message_size} strings={self.strings!r}>"
+            f"size={self.message_size} strings={self.strings!r}"
+            f"{' +deferred' if self.deferred is not None else ''}>"
         )
 
 
 _ROUTED_TYPES = frozenset({MessageType.REQUEST, MessageType.ONEWAY, MessageType.STREAM_INIT})
+
+
+class DeferredStrings(Protocol):
+    """Routable properties a codec computes only when asked (``Metadata.deferred``).
+
+    Why: some properties cost more to find than the rest of the request (Dubbo attachments
+    sit behind the call's arguments, which must be scanned to reach them) and most routes
+    never look at them. One object may serve every message of a codec: it is handed the
+    metadata, so deferring needs no allocation per message.
+    """
+
+    def load_strings(self, metadata: Metadata) -> None:
+        """Add the deferred properties to ``metadata.strings``.
+
+        Never replace a key already present: what decode set eagerly, what the proxy and
+        filters set since, is final. Raise :class:`CodecError` for malformed bytes.
+        """
 
 
 class Codec(ABC):

@@ -3,7 +3,8 @@
 It feeds sample messages to fresh codec instances in the ways a network delivers them —
 whole, one byte at a time, several per read — and checks that the results agree; that
 unchanged messages encode byte-exact; that local replies decode as replies to the right
-request; and that garbage and mutated frames raise only :class:`~aeraki.errors.CodecError`.
+request; that deferred properties (``Metadata.deferred``) never replace a key already present;
+and that garbage and mutated frames raise only :class:`~aeraki.errors.CodecError`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def check_codec(
             assert len(whole) == 1, f"{label}: decoded {len(whole)} messages, expected 1"
             _check_same(whole, _decode_all(codec_cls, side, _bytewise(sample), label), label)
             _check_encode_identity(codec_cls, side, sample, whole[0], label)
+            _check_deferred(_decode_all(codec_cls, side, [sample], label)[0], label)
             if side is Side.REQUEST and whole[0].message_type is MessageType.REQUEST:
                 _check_local_reply(codec_cls, whole[0], label)
         if samples:
@@ -85,12 +87,25 @@ def _bytewise(sample: bytes) -> list[bytes]:
 def _check_same(expected: list[Metadata], got: list[Metadata], label: str) -> None:
     assert len(got) == len(expected), f"{label}: byte-by-byte gave {len(got)} messages"
     for a, b in zip(expected, got, strict=True):
-        assert (a.message_type, a.request_id, a.strings, a.origin) == (
+        assert (a.message_type, a.request_id, a.load_strings(), a.origin) == (
             b.message_type,
             b.request_id,
-            b.strings,
+            b.load_strings(),
             b.origin,
         ), f"{label}: byte-by-byte decode differs: {a!r} vs {b!r}"
+
+
+def _check_deferred(md: Metadata, label: str) -> None:
+    """A deferred load adds keys but never replaces one already present (those are final:
+    the route table reads them without loading)."""
+    if md.deferred is None:
+        return
+    marked = dict.fromkeys(md.strings, "\x00check_codec")
+    md.strings.update(marked)
+    md.load_strings()
+    assert md.deferred is None, f"{label}: load_strings left the load pending"
+    replaced = sorted(k for k in marked if md.strings.get(k) != marked[k])
+    assert not replaced, f"{label}: the deferred load replaced present keys {replaced}"
 
 
 def _check_encode_identity(
@@ -138,6 +153,7 @@ def _expect_only_codec_error(codec_cls: type[Codec], side: Side, junk: bytes) ->
     codec = codec_cls(side)
     try:
         for md in codec.decode(junk):
+            md.load_strings()  # malformed deferred bytes load as nothing, never raise
             if md.message_type is not MessageType.HEARTBEAT:
                 codec.encode(md, {"x-conformance": "1"})
     except CodecError:

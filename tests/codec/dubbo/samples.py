@@ -81,10 +81,22 @@ GARBAGE: list[bytes] = [
     h2w.frame(0xC6, 0, 1, b"N"),  # request in serialization 6
     h2w.frame(0xC2, 0, 1, b""),  # empty request body
     h2w.frame(0xC2, 0, 1, b"\x05"),
+    h2w.frame(0xC2, 0, 1, b"\x05" + b"\xff" * 5 + b"\x00" * 10),
+    h2w.request(method="\udc00"),  # a lone surrogate: not a string
+    h2w.response(6),  # unknown result type
+]
+
+#: Requests and responses whose header and fixed part (strings before the descriptor, result
+#: type) are sound but whose deferred part is not: they decode, their deferred properties
+#: load as nothing, and ``encode`` with a mutation raises CodecError.
+BAD_BODIES: list[bytes] = [
     h2w.request(descriptor="Ljava/lang/String"),
+    h2w.request(descriptor="Q"),
     h2w.request(attachments=h2w.str_map({"a": "b"}) + b"\x90"),  # trailing bytes
     h2w.request(attachments=h2w.int_(3)),  # attachments not a map
     h2w.request(args=(h2w.obj(3, []),)),  # undefined class
     h2w.request(args=(b"W" * 5000 + b"Z" * 5000,)),  # too deep
-    h2w.frame(0xC2, 0, 1, b"\x05" + b"\xff" * 5 + b"\x00" * 10),
+    h2w.request(attachments=b"H\x01a"),  # truncated map
+    h2w.response(4, h2w.string("v"), b"H\x03key"),  # truncated result attachments
+    h2w.response(3, h2w.obj(0, []), h2w.str_map({})),  # exception object of no class
 ]

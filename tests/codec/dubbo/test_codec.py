@@ -13,7 +13,7 @@ from aeraki.codec.registry import resolve_codec
 from aeraki.errors import CodecError
 from aeraki.testing import check_codec
 from tests.codec.dubbo import h2w
-from tests.codec.dubbo.samples import GARBAGE, REQUESTS, RESPONSES
+from tests.codec.dubbo.samples import BAD_BODIES, GARBAGE, REQUESTS, RESPONSES
 
 
 def decode_one(data: bytes, side: Side = Side.REQUEST) -> Metadata:
@@ -23,7 +23,7 @@ def decode_one(data: bytes, side: Side = Side.REQUEST) -> Metadata:
 
 
 def test_conformance() -> None:
-    check_codec(DubboCodec, REQUESTS, RESPONSES, garbage=GARBAGE, mutations=2000)
+    check_codec(DubboCodec, REQUESTS, RESPONSES, garbage=GARBAGE + BAD_BODIES, mutations=2000)
 
 
 def test_registered_under_aerakis_name() -> None:
@@ -42,7 +42,7 @@ def test_request_metadata() -> None:
     assert md.request_id == 1
     assert md.operation_name == f"{h2w.SVC}/sayHi"
     assert (md.header_size, md.body_size) == (16, len(REQUESTS[0]) - 16)
-    assert md.strings == {
+    assert md.load_strings() == {
         "interface": h2w.SVC,
         "method": "sayHi",
         "version": "1.0.0",
@@ -63,10 +63,13 @@ def test_oneway_and_heartbeat_types() -> None:
     assert decode_one(REQUESTS[2], Side.RESPONSE).message_type is MessageType.HEARTBEAT
 
 
-def test_attachments_override_interface_and_give_group() -> None:
+def test_fixed_part_wins_over_attachments_of_the_same_name() -> None:
+    """The body's interface is final (as Envoy's dubbo_proxy routes); an attachment named
+    ``interface`` is forwarded but does not replace it. Other attachments are routable."""
     md = decode_one(REQUESTS[3])
-    assert md.get_string("interface") == "override.Iface"
     assert md.get_string("group") == "g1"
+    assert md.get_string("interface") == h2w.SVC
+    assert b"override.Iface" in DubboCodec(Side.REQUEST).encode(md, {"k": "v"})
     assert md.operation_name == f"{h2w.SVC}/add"
 
 
@@ -78,7 +81,7 @@ def test_only_string_attachments_are_routable() -> None:
 
 
 def test_requests_without_or_with_null_or_typed_attachments() -> None:
-    assert decode_one(REQUESTS[5]).strings == {"interface": h2w.SVC, "method": "sayHi"} | {
+    assert decode_one(REQUESTS[5]).load_strings() == {"interface": h2w.SVC, "method": "sayHi"} | {
         "version": "1.0.0"
     }
     assert decode_one(REQUESTS[6]).get_string("method") == "sayHi"
@@ -107,7 +110,7 @@ def test_response_types(index: int, message_type: MessageType, status: ResponseS
 
 def test_result_attachments_are_routable() -> None:
     md = decode_one(RESPONSES[7], Side.RESPONSE)
-    assert md.strings == {"server": "provider-1", "dubbo": "2.0.2"}
+    assert md.load_strings() == {"server": "provider-1", "dubbo": "2.0.2"}
     assert decode_one(RESPONSES[8], Side.RESPONSE).get_string("group") == "blue"
 
 
@@ -117,9 +120,13 @@ def test_unknown_result_type_is_refused(result_type: int) -> None:
         DubboCodec(Side.RESPONSE).decode(h2w.response(result_type))
 
 
-def test_trailing_bytes_after_a_value_are_refused() -> None:
+def test_trailing_bytes_after_a_value_are_refused_when_the_value_is_kept() -> None:
+    """The value is only scanned when a rewrite keeps it (upgrading 1 -> 4); forwarded as
+    received otherwise."""
+    md = decode_one(h2w.response(1, b"\x90\x90"), Side.RESPONSE)
+    assert DubboCodec(Side.RESPONSE).encode(md, {"x": "y"}) is md.origin
     with pytest.raises(CodecError, match="unexpected bytes"):
-        DubboCodec(Side.RESPONSE).decode(h2w.response(1, b"\x90\x90"))
+        UpgradingDubboCodec(Side.RESPONSE).encode(md, {"x": "y"})
 
 
 def test_ok_response_in_another_serialization_is_refused() -> None:

@@ -79,7 +79,7 @@ def test_java_request_body_decodes(java_cases: Cases) -> None:
     body = java_cases["request"][0]
     md = _decode_one(h2w.frame(0xC2, 0, 42, body), Side.REQUEST)
     assert md.operation_name == "com.example.CarService/park"
-    assert md.strings == {
+    assert md.load_strings() == {
         "interface": "com.example.CarService",
         "method": "park",
         "version": "1.0.0",

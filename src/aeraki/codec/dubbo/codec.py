@@ -1,10 +1,12 @@
 """``DubboCodec``: Dubbo 2 over Hessian2 (reference §27), registered as
 ``aeraki.meta_protocol.codec.dubbo``.
 
-Decode parses the 16-byte header (:mod:`.framing`), then only what routing needs: the request
-strings (dubbo version, interface, service version, method, descriptor), a *skip* over the
-arguments and the attachment map; for responses the result type, a skip over the value or
-exception and the result attachments. Nothing is built for arguments or values (DESIGN §4.2).
+Decode parses the 16-byte header (:mod:`.framing`), then only the fixed part of the body: the
+request strings before the parameter descriptor (dubbo version, interface, service version,
+method), or a response's result type. The rest — the descriptor, a *skip* over the arguments or
+the value, the attachment map — is parsed on demand by :class:`~.body.DubboFrame`, when a
+route or filter asks for an attachment or a mutation rewrites the map (see :mod:`.body` for
+why and what it changes). Nothing is ever built for arguments or values (DESIGN §4.2).
 
 Fixes of reference defects (§33 items 2-4):
 
@@ -37,7 +39,8 @@ from aeraki.codec.api import (
     ResponseStatus,
     Side,
 )
-from aeraki.codec.dubbo.attachments import Attachments, read_attachments
+from aeraki.codec.dubbo.attachments import Attachments
+from aeraki.codec.dubbo.body import FRAME_KEY, DubboFrame, count_arguments
 from aeraki.codec.dubbo.framing import (
     FLAG_EVENT,
     FLAG_REQUEST,
@@ -57,17 +60,13 @@ from aeraki.codec.dubbo.framing import (
     patch_body_length,
     patch_request_id,
 )
-from aeraki.codec.dubbo.hessian2 import read_int, read_string, skip_values
+from aeraki.codec.dubbo.hessian2 import read_int, read_string
 from aeraki.codec.dubbo.hessian2_writer import encode_int, encode_string
 from aeraki.errors import CodecError
 
-__all__ = ["DubboCodec", "DubboFrame", "count_arguments"]
-
-#: Key of the :class:`DubboFrame` in ``Metadata.values``.
-FRAME_KEY: Final = "dubbo"
+__all__ = ["FRAME_KEY", "DubboCodec", "DubboFrame", "count_arguments"]
 
 _RESULT_EXCEPTION: Final = frozenset({0, 3})
-_RESULT_HAS_VALUE: Final = frozenset({0, 1, 3, 4})
 
 #: Local reply status per error kind (§27.7). TIMEOUT is SERVER_TIMEOUT (31): the request
 #: reached the "server" (this proxy), which gave up waiting; Dubbo consumers raise a
@@ -80,37 +79,6 @@ _ERROR_STATUS: Final = {
     ErrorType.TIMEOUT: STATUS_SERVER_TIMEOUT,
     ErrorType.OVER_LIMIT: STATUS_THREADPOOL_EXHAUSTED,
 }
-
-
-class DubboFrame:
-    """Codec-private facts about one decoded frame (``metadata.get("dubbo")``).
-
-    Attributes:
-        flag, status: header bytes 2 and 3.
-        dubbo_version: the request's protocol version string ("" for other frames).
-        result_type: RpcResponseType of an OK response, else -1.
-        result_end: offset after the result type int (responses).
-        attachments: where the attachment map is; ``None`` when a mutation cannot apply.
-    """
-
-    __slots__ = ("attachments", "dubbo_version", "flag", "result_end", "result_type", "status")
-
-    def __init__(
-        self,
-        flag: int,
-        status: int,
-        attachments: Attachments | None = None,
-        *,
-        dubbo_version: str = "",
-        result_type: int = -1,
-        result_end: int = 0,
-    ) -> None:
-        self.flag = flag
-        self.status = status
-        self.attachments = attachments
-        self.dubbo_version = dubbo_version
-        self.result_type = result_type
-        self.result_end = result_end
 
 
 class DubboCodec(Codec):
@@ -146,10 +114,13 @@ class DubboCodec(Codec):
         out: list[Metadata] = []
         offset, size = 0, len(data)
         while size - offset >= HEADER_SIZE:
-            end = offset + HEADER_SIZE + self._body_length(data, offset)
+            magic, flag, status, request_id, length = HEADER.unpack_from(data, offset)
+            check_header(magic, flag, status, length)
+            end = offset + HEADER_SIZE + length
             if end > size:
                 break
-            out.append(self._parse(data if offset == 0 and end == size else data[offset:end]))
+            frame = data if offset == 0 and end == size else data[offset:end]
+            out.append(_parse_frame(frame, flag, status, request_id, length))
             offset = end
         if offset < size:
             self._buffer += data[offset:]
@@ -159,33 +130,15 @@ class DubboCodec(Codec):
         out: list[Metadata] = []
         buf = self._buffer
         while len(buf) >= HEADER_SIZE:
-            end = HEADER_SIZE + self._body_length(buf, 0)
+            magic, flag, status, request_id, length = HEADER.unpack_from(buf)
+            check_header(magic, flag, status, length)
+            end = HEADER_SIZE + length
             if len(buf) < end:
                 break
             frame = bytes(buf[:end])
             del buf[:end]
-            out.append(self._parse(frame))
+            out.append(_parse_frame(frame, flag, status, request_id, length))
         return out
-
-    @staticmethod
-    def _body_length(data: bytes | bytearray, offset: int) -> int:
-        magic, flag, status, _, length = HEADER.unpack_from(data, offset)
-        check_header(magic, flag, status, length)
-        return int(length)
-
-    def _parse(self, frame: bytes) -> Metadata:
-        _, flag, status, request_id, length = HEADER.unpack_from(frame)
-        md = Metadata(MessageType.REQUEST, request_id=request_id, origin=frame)
-        md.header_size = HEADER_SIZE
-        md.body_size = length
-        if flag & FLAG_EVENT:
-            md.message_type = MessageType.HEARTBEAT
-            md.values[FRAME_KEY] = DubboFrame(flag, status)
-        elif flag & FLAG_REQUEST:
-            _parse_request(frame, flag, md)
-        else:
-            _parse_response(frame, flag, status, md)
-        return md
 
     # -- encode -----------------------------------------------------------------------------
     def encode(
@@ -203,13 +156,18 @@ class DubboCodec(Codec):
         return frame
 
     def _apply_mutation(self, frame: bytes, info: DubboFrame, mutation: Mutation) -> bytes:
-        attachments = info.attachments
+        """``frame`` with ``mutation`` written into its attachment map (parsed here, on
+        demand: a malformed body raises :class:`CodecError`)."""
+        result_type = info.result_type
+        if 0 <= result_type < 3 and not (self.upgrade_results and result_type):
+            return frame  # a result without attachments stays as it is
+        attachments = info.attachments  # parses (and checks) the arguments or the value
         if attachments is not None:
             rendered = attachments.render(frame, mutation)
             head = frame[HEADER_SIZE : attachments.start]
-        elif self.upgrade_results and info.result_type in (1, 2):
+        elif 1 <= result_type <= 2:  # upgrade_results
             rendered = Attachments(len(frame), b"H", []).render(frame, mutation)
-            head = encode_int(info.result_type + 3) + frame[info.result_end :]
+            head = encode_int(result_type + 3) + frame[info.result_end :]
         else:
             return frame
         header = patch_body_length(frame[:HEADER_SIZE], len(head) + len(rendered))
@@ -234,85 +192,59 @@ class DubboCodec(Codec):
         return build_frame(FLAG_EVENT | HESSIAN2, STATUS_OK, metadata.request_id, b"N")
 
 
+def _parse_frame(frame: bytes, flag: int, status: int, request_id: int, length: int) -> Metadata:
+    """The metadata of one whole frame whose header fields are already unpacked."""
+    md = Metadata(MessageType.REQUEST, request_id=request_id, origin=frame)
+    md.header_size = HEADER_SIZE
+    md.body_size = length
+    if flag & FLAG_EVENT:
+        md.message_type = MessageType.HEARTBEAT
+        md.values[FRAME_KEY] = DubboFrame(flag, status, frame)
+    elif flag & FLAG_REQUEST:
+        _parse_request(frame, flag, md)
+    else:
+        _parse_response(frame, flag, status, md)
+    return md
+
+
 def _parse_request(frame: bytes, flag: int, md: Metadata) -> None:
-    """Request body (§27.2): five strings, skipped arguments, attachments (§27.5 metadata)."""
+    """The fixed part of a request body (§27.2 items 1-4, §27.5 metadata); the rest is
+    deferred to the :class:`DubboFrame` (``md.deferred``)."""
     if not flag & FLAG_TWO_WAY:
         md.message_type = MessageType.ONEWAY
-    dubbo_version, pos = read_string(frame, HEADER_SIZE)
+    pos = read_string(frame, HEADER_SIZE)[1]  # the dubbo version, read when asked for
     interface, pos = read_string(frame, pos)
     version, pos = read_string(frame, pos)
     method, pos = read_string(frame, pos)
-    descriptor, pos = read_string(frame, pos)
-    classes: list[int] = []
-    pos = skip_values(frame, pos, count_arguments(descriptor), classes)
     strings = md.strings
     strings["interface"] = interface
     strings["method"] = method
     strings["version"] = version
-    attachments = read_attachments(frame, pos, classes, strings)  # may override the above
     md.operation_name = f"{interface}/{method}"
-    md.values[FRAME_KEY] = DubboFrame(flag, 0, attachments, dubbo_version=dubbo_version)
+    md.values[FRAME_KEY] = md.deferred = DubboFrame(flag, 0, frame, pos)
 
 
 def _parse_response(frame: bytes, flag: int, status: int, md: Metadata) -> None:
-    """Response body (§27.4): parsed for status 20 only; any value or exception type."""
-    md.message_type = MessageType.RESPONSE
+    """The fixed part of a response (§27.4): its status and, for status 20, the result type.
+    The value is not looked at; result attachments (types 3-5) are deferred."""
     if status != STATUS_OK:
         md.message_type = MessageType.ERROR
-        retriable = status in RETRIABLE_STATUSES
-        md.response_status = ResponseStatus.RETRIABLE_ERROR if retriable else ResponseStatus.ERROR
-        md.values[FRAME_KEY] = DubboFrame(flag, status)
+        md.response_status = (
+            ResponseStatus.RETRIABLE_ERROR if status in RETRIABLE_STATUSES else ResponseStatus.ERROR
+        )
+        md.values[FRAME_KEY] = DubboFrame(flag, status, frame)
         return
     if flag & 0x1F != HESSIAN2:
         raise CodecError(f"dubbo: unsupported serialization id {flag & 0x1F} in a response")
     result_type, result_end = read_int(frame, HEADER_SIZE)
     if not 0 <= result_type <= 5:
         raise CodecError(f"dubbo: unsupported result type {result_type}")
-    classes: list[int] = []
-    pos = result_end
-    if result_type in _RESULT_HAS_VALUE:
-        pos = skip_values(frame, pos, 1, classes)
-    attachments = None
-    if result_type >= 3:
-        attachments = read_attachments(frame, pos, classes, md.strings)
-    elif pos != len(frame):
-        raise CodecError(f"dubbo: {len(frame) - pos} unexpected bytes after the result")
     if result_type in _RESULT_EXCEPTION:
         md.message_type = MessageType.ERROR
         md.response_status = ResponseStatus.ERROR
-    md.values[FRAME_KEY] = DubboFrame(
-        flag, status, attachments, result_type=result_type, result_end=result_end
-    )
-
-
-_ARG_COUNTS: dict[str, int] = {}
-_PRIMITIVES: Final = frozenset("VZBCDFIJS")
-
-
-def count_arguments(descriptor: str) -> int:
-    """Number of parameters in a JVM descriptor list such as ``Ljava/lang/String;[II`` (§27.2
-    item 6: ``[`` prefixes skipped, ``VZBCDFIJS`` and ``L…;`` count one each).
-
-    Results are cached (descriptors repeat per method); the cache is bounded.
-    """
-    cached = _ARG_COUNTS.get(descriptor)
-    if cached is not None:
-        return cached
-    count, i, size = 0, 0, len(descriptor)
-    while i < size:
-        ch = descriptor[i]
-        if ch == "L":
-            i = descriptor.find(";", i)
-            if i < 0:
-                raise CodecError(f"dubbo: unterminated class in descriptor {descriptor!r}")
-        elif ch == "[":
-            i += 1
-            continue
-        elif ch not in _PRIMITIVES:
-            raise CodecError(f"dubbo: invalid parameter descriptor {descriptor!r}")
-        count += 1
-        i += 1
-    if len(_ARG_COUNTS) >= 4096:
-        _ARG_COUNTS.clear()
-    _ARG_COUNTS[descriptor] = count
-    return count
+    else:
+        md.message_type = MessageType.RESPONSE
+    info = DubboFrame(flag, status, frame, result_end, result_type)
+    md.values[FRAME_KEY] = info
+    if result_type >= 3:
+        md.deferred = info

@@ -160,6 +160,12 @@ def read_string(data: bytes, pos: int) -> tuple[str, int]:
         raw = data[pos + 1 : end]
         if len(raw) == tag and raw.isascii():
             return raw.decode("ascii"), end
+    elif 0x30 <= tag <= 0x33:  # fast path: up to 1023 units (interface names, payloads)
+        units = ((tag - 0x30) << 8) | data[pos + 1]
+        end = pos + 2 + units
+        raw = data[pos + 2 : end]
+        if len(raw) == units and raw.isascii():
+            return raw.decode("ascii"), end
     elif tag == 0x4E:
         return "", pos + 1
     pieces = []
