@@ -119,6 +119,8 @@ class FakeCodec(Codec):
         self, metadata: Metadata, mutation: Mutation, *, request_id: int | None = None
     ) -> bytes:
         if request_id is not None and request_id != metadata.request_id:
+            if not 0 <= request_id < 1 << 64:  # struct.error must not escape (codec contract)
+                raise CodecError(f"fake codec: request id {request_id} does not fit in 64 bits")
             origin = metadata.origin
             patched = origin[:6] + struct.pack(">Q", request_id) + origin[14:]
             if not mutation:
