@@ -4,15 +4,17 @@ errors, and the filter in a running proxy (shared by connections, kept across up
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from aeraki.codec.api import ErrorType
+from aeraki.codec.api import ErrorType, Metadata
 from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap import ConfigErrors, bootstrap_from_dict
+from aeraki.proxy.filters.api import FilterStatus
 from aeraki.proxy.filters.local_ratelimit import (
     BucketSpec,
+    LocalRateLimitFilter,
     TokenBucket,
     check_config,
     compile_limiter,
@@ -116,6 +118,69 @@ def test_condition_without_match_matches_every_request() -> None:
     }
     limiter = compile_limiter(local_config(config), Clock())
     assert [limiter.allow({"k": str(i)}) for i in range(3)] == [True, True, False]
+
+
+class Deferred:
+    """A codec's deferred properties (``Metadata.deferred``), counting its loads."""
+
+    def __init__(self, extra: dict[str, str]) -> None:
+        self.extra = extra
+        self.loads = 0
+
+    def load_strings(self, metadata: Metadata) -> None:
+        self.loads += 1
+        for key, value in self.extra.items():
+            metadata.strings.setdefault(key, value)
+
+
+class Request:
+    """What the filter uses of an ``ActiveRequest``."""
+
+    def __init__(self, metadata: Metadata) -> None:
+        self.metadata = metadata
+        self.replies: list[tuple[ErrorType, str]] = []
+
+    def local_reply(self, error_type: ErrorType, message: str) -> None:
+        self.replies.append((error_type, message))
+
+
+def deferred_request(deferred: Deferred, **strings: str) -> Request:
+    md = Metadata(request_id=7)
+    md.strings.update(strings)
+    md.deferred = deferred
+    return Request(md)
+
+
+def test_conditions_load_deferred_properties_only_when_they_read_an_absent_one() -> None:
+    """A condition on a deferred property (e.g. a Dubbo attachment) sees it; conditions on
+    properties decode found eagerly cost no load."""
+    by_user = {
+        "stat_prefix": "svc",
+        "conditions": [
+            {
+                "match": {"metadata": [{"name": "User", "exact_match": "alice"}]},
+                "token_bucket": {"max_tokens": 1, "fill_interval": "60s"},
+            }
+        ],
+    }
+    limiter = compile_limiter(local_config(by_user), Clock())
+    limit = LocalRateLimitFilter(limiter)
+    outcomes = []
+    for _ in range(2):
+        deferred = Deferred({"user": "alice"})
+        request = deferred_request(deferred, method="m")
+        outcomes.append(limit.on_request(cast(Any, request)))
+        assert deferred.loads == 1
+    assert outcomes == [FilterStatus.CONTINUE, FilterStatus.STOP]
+    assert request.replies == [
+        (ErrorType.OVER_LIMIT, "meta protocol local rate limit: request '7' has been rate limited")
+    ]
+
+    by_method = compile_limiter(local_config(CONFIG), Clock())
+    deferred = Deferred({"method": "ignored"})
+    request = deferred_request(deferred, method="sayHello")
+    assert LocalRateLimitFilter(by_method).on_request(cast(Any, request)) is FilterStatus.CONTINUE
+    assert deferred.loads == 0
 
 
 # -- config errors ----------------------------------------------------------------------------

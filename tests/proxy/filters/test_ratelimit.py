@@ -204,7 +204,7 @@ def test_settings_defaults_and_property_case() -> None:
     settings = compile_settings(config)
     assert settings.timeout == DEFAULT_TIMEOUT == 0.020
     assert settings.descriptors == (("method", "method"), ("who", "user"))
-    assert settings.tests == ()
+    assert settings.match.tests == ()
     refs: list[tuple[str, str]] = []
     assert check_config(config, "c", refs) == []
     assert refs == [("c.rate_limit_service.grpc_service.envoy_grpc.cluster_name", "rls")]

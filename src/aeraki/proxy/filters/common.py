@@ -9,21 +9,45 @@ check_filter_config`), then compiled when its listener is built; both go through
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap_problems import ConfigErrors, Problems, join
 from aeraki.proxy.bootstrap_routes import convert_header_matcher
-from aeraki.proxy.routing import Test, compile_matcher
+from aeraki.proxy.routing import CompiledMatcher, Test, compile_matcher
 
 if TYPE_CHECKING:
+    from aeraki.codec.api import Metadata
     from aeraki.proxy.listener import ListenerRuntime
 
-__all__ = ["Tests", "match_tests", "problem_list", "shared_state"]
+__all__ = ["Match", "match_tests", "problem_list", "request_strings", "shared_state"]
 
-#: The compiled matchers of one ``RouteMatch``: all must pass (none: everything matches).
-Tests = tuple[Test, ...]
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The compiled matchers of one ``RouteMatch``: all must pass (none: everything matches)."""
+
+    tests: tuple[Test, ...] = ()
+    #: the (lower-cased) properties the tests read.
+    names: tuple[str, ...] = ()
+
+    def passes(self, strings: Mapping[str, str]) -> bool:
+        """Whether every test passes on ``strings`` (see :func:`request_strings`)."""
+        return all(test(strings) for test in self.tests)
+
+
+def request_strings(metadata: Metadata, names: Iterable[str]) -> dict[str, str]:
+    """The request's properties, with the deferred ones loaded if one of ``names`` is absent
+    (``Metadata.deferred``: an absent key may still appear; a present one is final)."""
+    strings = metadata.strings
+    if metadata.deferred is not None:
+        for name in names:
+            if name not in strings:
+                return metadata.load_strings()
+    return strings
+
 
 S = TypeVar("S")
 
@@ -44,12 +68,12 @@ def problem_list(problems: Problems) -> list[ConfigError]:
     return []
 
 
-def match_tests(match: Any, path: str, problems: Problems) -> Tests:
+def match_tests(match: Any, path: str, problems: Problems) -> Match:
     """Compiled tests of a MetaProtocol ``RouteMatch`` (route semantics, reference §20.1).
 
     Problems are recorded, never raised; a matcher with a problem is left out.
     """
-    tests: list[Test] = []
+    matchers: list[CompiledMatcher] = []
     for i, header in enumerate(match.metadata):
         here = join(path, f"metadata[{i}]")
         before = len(problems)
@@ -57,10 +81,10 @@ def match_tests(match: Any, path: str, problems: Problems) -> Tests:
         if len(problems) != before:
             continue
         try:
-            tests.append(compile_matcher(spec, here).test)
+            matchers.append(compile_matcher(spec, here))
         except ConfigError as exc:
             problems.add(exc.path, exc.message)
-    return tuple(tests)
+    return Match(tuple(m.test for m in matchers), tuple(dict.fromkeys(m.name for m in matchers)))
 
 
 def shared_state(

@@ -26,7 +26,13 @@ from aeraki.codec.api import ErrorType
 from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap_problems import Problems, duration_seconds, join
 from aeraki.proxy.filters.api import ClusterRefs, FilterStatus, register_filter
-from aeraki.proxy.filters.common import Tests, match_tests, problem_list, shared_state
+from aeraki.proxy.filters.common import (
+    Match,
+    match_tests,
+    problem_list,
+    request_strings,
+    shared_state,
+)
 from aeraki.proxy.stats import LocalRateLimitStats
 
 if TYPE_CHECKING:
@@ -87,18 +93,20 @@ class TokenBucket:
 class Limiter:
     """The buckets and counters of one filter config, shared by all its connections."""
 
-    __slots__ = ("__weakref__", "clock", "conditions", "default", "stats")
+    __slots__ = ("__weakref__", "clock", "conditions", "default", "names", "stats")
 
     def __init__(
         self,
-        conditions: tuple[tuple[Tests, BucketSpec], ...],
+        conditions: tuple[tuple[Match, BucketSpec], ...],
         default: BucketSpec | None,
         clock: Clock,
     ) -> None:
         now = clock()
         self.clock = clock
-        self.conditions = tuple((tests, TokenBucket(spec, now)) for tests, spec in conditions)
+        self.conditions = tuple((match.tests, TokenBucket(spec, now)) for match, spec in conditions)
         self.default = TokenBucket(default, now) if default is not None else None
+        #: every property a condition reads (deferred ones are loaded when one is absent).
+        self.names = tuple(dict.fromkeys(n for match, _ in conditions for n in match.names))
         self.stats = LocalRateLimitStats()
 
     def allow(self, strings: dict[str, str]) -> bool:
@@ -121,13 +129,14 @@ class Limiter:
 class LocalRateLimitFilter:
     """The decoder filter: lets a request through or answers it OverLimit."""
 
-    __slots__ = ("allow",)
+    __slots__ = ("allow", "names")
 
     def __init__(self, limiter: Limiter) -> None:
         self.allow = limiter.allow
+        self.names = limiter.names
 
     def on_request(self, request: ActiveRequest) -> FilterStatus:
-        if self.allow(request.metadata.strings):
+        if self.allow(request_strings(request.metadata, self.names)):
             return FilterStatus.CONTINUE
         request.local_reply(
             ErrorType.OVER_LIMIT,
@@ -160,23 +169,23 @@ def _bucket(proto: Any, path: str, problems: Problems) -> BucketSpec | None:
 
 def _compile(
     config: Any, path: str, problems: Problems
-) -> tuple[tuple[tuple[Tests, BucketSpec], ...], BucketSpec | None]:
+) -> tuple[tuple[tuple[Match, BucketSpec], ...], BucketSpec | None]:
     if not config.stat_prefix:
         problems.add(join(path, "stat_prefix"), "required")
     default = None
     if config.HasField("token_bucket"):
         default = _bucket(config.token_bucket, join(path, "token_bucket"), problems)
-    conditions: list[tuple[Tests, BucketSpec]] = []
+    conditions: list[tuple[Match, BucketSpec]] = []
     for i, condition in enumerate(config.conditions):
         c_path = join(path, f"conditions[{i}]")
         # An absent match matches every request, like an empty one (a route's semantics).
-        tests = match_tests(condition.match, join(c_path, "match"), problems)
+        match = match_tests(condition.match, join(c_path, "match"), problems)
         if not condition.HasField("token_bucket"):
             problems.add(join(c_path, "token_bucket"), "required")
             continue
         spec = _bucket(condition.token_bucket, join(c_path, "token_bucket"), problems)
         if spec is not None:
-            conditions.append((tests, spec))
+            conditions.append((match, spec))
     if not config.HasField("token_bucket") and not config.conditions:
         problems.add(path, "token_bucket or conditions required (this limit limits nothing)")
     return tuple(conditions), default

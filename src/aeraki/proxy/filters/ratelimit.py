@@ -35,7 +35,13 @@ from aeraki.codec.api import ErrorType
 from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap_problems import Problems, duration_seconds, join
 from aeraki.proxy.filters.api import ClusterRefs, FilterStatus, register_filter
-from aeraki.proxy.filters.common import Tests, match_tests, problem_list, shared_state
+from aeraki.proxy.filters.common import (
+    Match,
+    match_tests,
+    problem_list,
+    request_strings,
+    shared_state,
+)
 from aeraki.proxy.stats import RateLimitStats
 
 if TYPE_CHECKING:
@@ -77,7 +83,7 @@ class RateLimitSettings:
     failure_mode_deny: bool
     #: (descriptor key, request property lower-cased), in order.
     descriptors: tuple[tuple[str, str], ...]
-    tests: Tests
+    match: Match
 
 
 class RlsClient:
@@ -126,16 +132,16 @@ class RateLimitFilter:
 
     def on_request(self, request: ActiveRequest) -> FilterStatus:
         settings = self.settings
-        strings = request.metadata.strings
-        for test in settings.tests:
-            if not test(strings):
-                return FilterStatus.CONTINUE
+        metadata = request.metadata
+        if not settings.match.passes(request_strings(metadata, settings.match.names)):
+            return FilterStatus.CONTINUE
         cluster = request.downstream.listener.clusters.get(settings.cluster)
         host = cluster.lb.choose(None) if cluster is not None else None
         if cluster is None or host is None:
             what = "unknown cluster" if cluster is None else "no host in cluster"
             return self._failed(request, f"{what} '{settings.cluster}'")
         message = rls_pb2.RateLimitRequest(domain=settings.domain)
+        strings = request_strings(metadata, (prop for _, prop in settings.descriptors))
         for key, prop in settings.descriptors:
             message.descriptors.add().entries.add(key=key, value=strings.get(prop, ""))
         rpc = self.client.call_for(host, cluster.hosts)
@@ -189,7 +195,7 @@ class RateLimitFilter:
 
 # -- config -----------------------------------------------------------------------------------
 def _compile(config: Any, path: str, problems: Problems, refs: ClusterRefs) -> RateLimitSettings:
-    tests = match_tests(config.match, join(path, "match"), problems)
+    match = match_tests(config.match, join(path, "match"), problems)
     if not config.domain:
         problems.add(join(path, "domain"), "required")
     if not config.descriptors:
@@ -223,7 +229,7 @@ def _compile(config: Any, path: str, problems: Problems, refs: ClusterRefs) -> R
         timeout=timeout,
         failure_mode_deny=config.failure_mode_deny,
         descriptors=tuple(descriptors),
-        tests=tests,
+        match=match,
     )
 
 
