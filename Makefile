@@ -11,7 +11,7 @@ MYPY   := $(VENV)/bin/mypy
 PYTEST := $(PY) -m pytest
 PYDIRS := src tests examples benchmarks scripts
 
-.PHONY: setup lint format typecheck unit integration test demo bench clean
+.PHONY: setup lint format typecheck unit integration test demo bench fuzz soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -46,6 +46,14 @@ demo: setup
 bench: setup
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
 	else echo "scripts/bench.sh not written yet"; exit 1; fi
+
+# Long codec fuzzing: FUZZ_INPUTS per codec (default 1,000,000), FUZZ_SECONDS time bound.
+fuzz: setup
+	$(PY) -m benchmarks.fuzz
+
+# Mixed Thrift + Dubbo load under route changes and host kills: SOAK_SECONDS (default 600).
+soak: setup
+	$(PY) -m benchmarks.soak
 
 clean:
 	rm -rf .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
