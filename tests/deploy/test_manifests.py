@@ -498,6 +498,24 @@ VALID_ROUTER: Json = {
                 "mirror": {"host": "svc.ns.svc.cluster.local", "port": {"number": 20880}},
                 "mirrorPercentage": {"value": 12.5},
                 "requestMutation": [{"key": "foo", "value": "bar"}],
+                # the project's extension (docs/traffic-policy.md)
+                "timeout": "2s",
+                "idempotent": False,
+                "retries": {
+                    "attempts": 2,
+                    "perTryTimeout": "500ms",
+                    "retryOn": "connect-failure,reset",
+                    "retryNonIdempotent": False,
+                    "backoff": {"baseInterval": "25ms", "maxInterval": "250ms"},
+                },
+                "fault": {
+                    "delay": {"fixedDelay": "1s", "percentage": {"value": 5}},
+                    "abort": {
+                        "errorType": "OVER_LIMIT",
+                        "message": "drill",
+                        "percentage": {"value": 0.5},
+                    },
+                },
             }
         ],
         "localRateLimit": {
@@ -563,6 +581,22 @@ BROKEN: list[tuple[str, Json, str]] = [
         _with(VALID_ROUTER, "spec.localRateLimit.tokenBucket.maxTokens", 0),
         "maxTokens",
     ),
+    (
+        "retries without attempts",
+        _with(VALID_ROUTER, "spec.routes.0.retries.attempts", ...),
+        "attempts",
+    ),
+    (
+        "unknown abort error type",
+        _with(VALID_ROUTER, "spec.routes.0.fault.abort.errorType", "TEAPOT"),
+        "errorType",
+    ),
+    (
+        "fault delay over 100 %",
+        _with(VALID_ROUTER, "spec.routes.0.fault.delay.percentage.value", 101),
+        "value",
+    ),
+    ("timeout as a number", _with(VALID_ROUTER, "spec.routes.0.timeout", 2), "timeout"),
     ("no spec", _with(VALID_ROUTER, "spec", ...), "spec"),
     ("v2 apiVersion", _with(VALID_ROUTER, "apiVersion", "metaprotocol.aeraki.io/v2"), "apiVersion"),
     ("protocol without codec", _with(VALID_PROTOCOL, "spec.codec", ...), "codec"),

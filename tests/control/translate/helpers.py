@@ -32,7 +32,6 @@ from aeraki.proxy.xds_apply import (
     listeners_from_resources,
     route_table_from_resource,
 )
-from aeraki.xds import TYPE_URL_PREFIX
 
 DATA = Path(__file__).parent.parent / "data"
 GOLDEN = Path(__file__).parent / "golden"
@@ -98,16 +97,13 @@ def check_golden(name: str, translation: Translation) -> None:
     assert actual == path.read_text(encoding="utf-8"), f"{path} differs (UPDATE_GOLDEN=1)"
 
 
-def _pack(msg: Message) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(msg)
-    return packed
-
-
 def by_type(resources: Sequence[Message]) -> dict[str, list[any_pb2.Any]]:
+    """The packed resources of each type URL, exactly as the xDS server serves them (a
+    MetaProtocol route configuration travels under RDS, ``snapshot.CARRIED_BY``)."""
+    snapshot = Snapshot.from_messages(*resources)
     out: dict[str, list[any_pb2.Any]] = defaultdict(list)
-    for msg in resources:
-        out[TYPE_URL_PREFIX + msg.DESCRIPTOR.full_name].append(_pack(msg))
+    for type_url in snapshot.type_urls():
+        out[type_url] = [res.packed for res in snapshot.resources(type_url).values()]
     return out
 
 

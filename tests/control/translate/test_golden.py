@@ -52,6 +52,8 @@ SCENARIOS: dict[str, Scenario] = {
         )
     ),
     "lb-policies": Scenario(("translate/services.yaml", "translate/lb-policies.yaml")),
+    # connectionPool / outlierDetection -> circuit breakers and outlier detection.
+    "resilience": Scenario(("translate/services.yaml", "translate/resilience.yaml")),
     # Rate limits for a data plane without the filters: warnings, router only.
     "rate-limits-unsupported": Scenario(
         (*BASE, "translate/rate-limit-server.yaml"),
@@ -79,6 +81,14 @@ SCENARIOS: dict[str, Scenario] = {
     "bad-inputs": Scenario(
         (*BASE, "translate/bad-inputs.yaml"),
         validated=False,
+    ),
+    # The MetaRouter extension: Aeraki's own RouteConfiguration (extension fields set) for
+    # our proxy; the HTTP carrier without them (and a warning) for Aeraki's C++ proxy.
+    "traffic-policy": Scenario((*BASE, "translate/traffic-policy.yaml")),
+    "traffic-policy-mpp": Scenario(
+        (*BASE, "translate/traffic-policy.yaml"),
+        {"AERAKI_DATA_PLANE": "meta-protocol-proxy"},
+        proxy_accepts=False,
     ),
     # tcp-dubbo / tcp-thrift ports: MetaProtocol form for our proxy, routed by VirtualService.
     "native-ports-python": Scenario(("translate/native.yaml",)),

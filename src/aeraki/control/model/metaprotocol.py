@@ -3,6 +3,10 @@
 Only types and their conversion from YAML live here; Aeraki's webhook rules (§13.9) are in
 :mod:`aeraki.control.model.rules`, so a resource can be built from the API server's JSON and
 checked the same way.
+
+A MetaRoute also takes this project's **extension** (issue 4, items 5–6; docs/traffic-policy.md):
+``timeout``, ``retries``, ``fault`` and ``idempotent``, spelt as Istio spells the HTTPRoute
+fields they mirror. Aeraki's CRD schema does not have them; ours (deploy/) does.
 """
 
 from __future__ import annotations
@@ -21,16 +25,23 @@ from aeraki.control.model.common import (
 from aeraki.control.model.reader import Reader
 
 __all__ = [
+    "ABORT_ERROR_TYPES",
+    "RETRY_ON",
     "ApplicationProtocolSpec",
+    "FaultAbort",
+    "FaultDelay",
     "GlobalRateLimit",
     "KeyValue",
     "LocalRateLimit",
     "LocalRateLimitCondition",
     "MetaRoute",
+    "MetaFault",
+    "MetaRetries",
     "MetaRouteDestination",
     "MetaRouteMatch",
     "MetaRouterSpec",
     "RateLimitDescriptor",
+    "RetryBackoff",
     "TokenBucket",
     "parse_application_protocol",
     "parse_meta_router",
@@ -60,11 +71,84 @@ class KeyValue:
     value: str
 
 
+#: ``retries.retryOn`` conditions (the proxy's ``RETRY_ON_NAMES``; a test keeps them equal).
+RETRY_ON: tuple[str, ...] = (
+    "connect-failure",
+    "reset",
+    "timeout",
+    "retriable-error",
+    "error-response",
+    "overflow",
+)
+#: ``fault.abort.errorType`` values: the codec SDK's ``ErrorType`` names (a test keeps them
+#: equal; the control plane does not import the data plane).
+ABORT_ERROR_TYPES: tuple[str, ...] = (
+    "ROUTE_NOT_FOUND",
+    "CLUSTER_NOT_FOUND",
+    "NO_HEALTHY_UPSTREAM",
+    "BAD_RESPONSE",
+    "UNSPECIFIED",
+    "OVER_LIMIT",
+    "TIMEOUT",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryBackoff:
+    """``retries.backoff``: exponential with full jitter; ``None`` = the proxy's defaults."""
+
+    base_interval: timedelta | None = None
+    max_interval: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetaRetries:
+    """``retries`` (extension).
+
+    ``retry_on`` holds the comma-separated ``retryOn`` items as written (stripped), so a rule
+    can point at a bad one; empty means the proxy's default (connect-failure,reset).
+    ``attempts`` is ``None`` when absent (a rule requires it).
+    """
+
+    attempts: int | None = None
+    per_try_timeout: timedelta | None = None
+    retry_on: tuple[str, ...] = ()
+    retry_non_idempotent: bool = False
+    backoff: RetryBackoff | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultDelay:
+    """``fault.delay``: ``percentage`` is ``percentage.value`` (``None``: every request)."""
+
+    fixed_delay: timedelta | None = None
+    percentage: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultAbort:
+    """``fault.abort``: a local error reply in the protocol's own format (``""``: UNSPECIFIED)."""
+
+    error_type: str = ""
+    message: str = ""
+    percentage: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetaFault:
+    """``fault`` (extension): applied after the route matched, before an upstream is chosen."""
+
+    delay: FaultDelay | None = None
+    abort: FaultAbort | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetaRoute:
     """One ordered route; the data plane uses the first that matches (§2.1).
 
     ``mirror_percentage`` is ``mirrorPercentage.value`` (``None`` when absent: 100 %, §6.8).
+    ``timeout``, ``retries``, ``fault`` and ``idempotent`` are the project's extension (module
+    docstring); ``idempotent`` is ``None`` when absent (the codec decides).
     """
 
     name: str = ""
@@ -74,6 +158,20 @@ class MetaRoute:
     mirror_percentage: float | None = None
     request_mutation: tuple[KeyValue, ...] = ()
     response_mutation: tuple[KeyValue, ...] = ()
+    timeout: timedelta | None = None
+    retries: MetaRetries | None = None
+    fault: MetaFault | None = None
+    idempotent: bool | None = None
+
+    @property
+    def has_policy(self) -> bool:
+        """Whether the route uses the extension (only our proxy can enforce it)."""
+        return (
+            self.timeout is not None
+            or self.retries is not None
+            or self.fault is not None
+            or self.idempotent is not None
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +292,73 @@ def _percentage(r: Reader, value: Any, path: str) -> float | None:
 _NIL = "weight may not be nil"  # §13.9.3: a null `route[]` entry, exact text
 
 
+def _backoff(r: Reader, value: Any, path: str) -> RetryBackoff | None:
+    data = r.obj(value, path, ("baseInterval", "maxInterval"))
+    if data is None:
+        return None
+    return RetryBackoff(
+        base_interval=r.duration(data, "baseInterval", path),
+        max_interval=r.duration(data, "maxInterval", path),
+    )
+
+
+def _retry_on(r: Reader, data: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """``retryOn: "connect-failure,reset"`` (Istio's spelling) as its stripped items."""
+    text = r.string(data, "retryOn", path)
+    return tuple(part.strip() for part in text.split(",")) if text else ()
+
+
+_RETRY_FIELDS = ("attempts", "perTryTimeout", "retryOn", "retryNonIdempotent", "backoff")
+
+
+def _retries(r: Reader, value: Any, path: str) -> MetaRetries | None:
+    data = r.obj(value, path, _RETRY_FIELDS)
+    if data is None:
+        return None
+    return MetaRetries(
+        attempts=r.integer(data, "attempts", path),
+        per_try_timeout=r.duration(data, "perTryTimeout", path),
+        retry_on=_retry_on(r, data, path),
+        retry_non_idempotent=r.boolean(data, "retryNonIdempotent", path),
+        backoff=r.child(data, "backoff", path, lambda v, p: _backoff(r, v, p)),
+    )
+
+
+def _delay(r: Reader, value: Any, path: str) -> FaultDelay | None:
+    data = r.obj(value, path, ("fixedDelay", "percentage"))
+    if data is None:
+        return None
+    return FaultDelay(
+        fixed_delay=r.duration(data, "fixedDelay", path),
+        percentage=r.child(data, "percentage", path, lambda v, p: _percentage(r, v, p)),
+    )
+
+
+def _abort(r: Reader, value: Any, path: str) -> FaultAbort | None:
+    data = r.obj(value, path, ("errorType", "message", "percentage"))
+    if data is None:
+        return None
+    return FaultAbort(
+        error_type=r.enum(data, "errorType", path, ABORT_ERROR_TYPES) or "",
+        message=r.string(data, "message", path),
+        percentage=r.child(data, "percentage", path, lambda v, p: _percentage(r, v, p)),
+    )
+
+
+def _fault(r: Reader, value: Any, path: str) -> MetaFault | None:
+    data = r.obj(value, path, ("delay", "abort"))
+    if data is None:
+        return None
+    return MetaFault(
+        delay=r.child(data, "delay", path, lambda v, p: _delay(r, v, p)),
+        abort=r.child(data, "abort", path, lambda v, p: _abort(r, v, p)),
+    )
+
+
+def _optional_boolean(r: Reader, data: Mapping[str, Any], key: str, path: str) -> bool | None:
+    return None if data.get(key) is None else r.boolean(data, key, path)
+
+
 _ROUTE_FIELDS = (
     "name",
     "match",
@@ -202,6 +367,11 @@ _ROUTE_FIELDS = (
     "mirrorPercentage",
     "requestMutation",
     "responseMutation",
+    # the project's extension (module docstring)
+    "timeout",
+    "retries",
+    "fault",
+    "idempotent",
 )
 
 
@@ -221,6 +391,10 @@ def _route(r: Reader, value: Any, path: str) -> MetaRoute | None:
         ),
         request_mutation=r.items(data, "requestMutation", path, lambda v, p: _key_value(r, v, p)),
         response_mutation=r.items(data, "responseMutation", path, lambda v, p: _key_value(r, v, p)),
+        timeout=r.duration(data, "timeout", path),
+        retries=r.child(data, "retries", path, lambda v, p: _retries(r, v, p)),
+        fault=r.child(data, "fault", path, lambda v, p: _fault(r, v, p)),
+        idempotent=_optional_boolean(r, data, "idempotent", path),
     )
 
 

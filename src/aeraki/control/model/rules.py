@@ -9,18 +9,23 @@ which names no field) and field paths instead of one multi-error blob.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from aeraki.control.model.base import child_path
 from aeraki.control.model.common import Destination, MatchKind, StringMatch
 from aeraki.control.model.istio import DestinationRuleSpec, ServiceEntrySpec
 from aeraki.control.model.metaprotocol import (
+    RETRY_ON,
     ApplicationProtocolSpec,
     GlobalRateLimit,
     KeyValue,
     LocalRateLimit,
+    MetaFault,
+    MetaRetries,
     MetaRoute,
     MetaRouteMatch,
     MetaRouterSpec,
+    RetryBackoff,
     TokenBucket,
 )
 from aeraki.control.model.names import (
@@ -86,6 +91,78 @@ def _check_mutation(r: Reader, items: tuple[KeyValue, ...], path: str) -> None:
             r.error(child_path(r.item(path, i), "value"), "mutation value cannot be empty")
 
 
+def _check_positive(r: Reader, value: timedelta | None, path: str) -> None:
+    if value is not None and value <= timedelta(0):
+        r.error(path, "must be greater than 0")
+
+
+def _check_fault_percentage(r: Reader, value: float | None, path: str) -> None:
+    if value is not None and not 0 <= value <= 100:
+        message = f"percentage must be in the range 0..100 (it has {value:g})"
+        r.error(child_path(path, "value"), message)
+
+
+def _check_retries(r: Reader, retries: MetaRetries, timeout: timedelta | None, path: str) -> None:
+    attempts = child_path(path, "attempts")
+    if retries.attempts is None and not r.has_error_under(attempts):
+        r.error(attempts, "retries.attempts is required (0 disables retries)")
+    per_try = child_path(path, "perTryTimeout")
+    _check_positive(r, retries.per_try_timeout, per_try)
+    per_try_value = retries.per_try_timeout
+    if (
+        per_try_value is not None
+        and timeout is not None
+        and timedelta(0) < timeout <= per_try_value
+    ):
+        r.warning(
+            per_try,
+            f"perTryTimeout {per_try_value.total_seconds():g}s is not shorter than the route "
+            f"timeout {timeout.total_seconds():g}s: the request times out before a retry "
+            "can start",
+        )
+    for condition in retries.retry_on:
+        if condition not in RETRY_ON:
+            shown = f'"{condition}"' if condition else "an empty condition"
+            r.error(
+                child_path(path, "retryOn"),
+                f"{shown} is not a retry condition (known: {', '.join(RETRY_ON)})",
+            )
+    if retries.backoff is not None:
+        _check_backoff(r, retries.backoff, child_path(path, "backoff"))
+
+
+def _check_backoff(r: Reader, backoff: RetryBackoff, path: str) -> None:
+    base, most = backoff.base_interval, backoff.max_interval
+    _check_positive(r, base, child_path(path, "baseInterval"))
+    _check_positive(r, most, child_path(path, "maxInterval"))
+    if base is not None and most is not None and timedelta(0) < most < base:
+        r.error(child_path(path, "maxInterval"), "must not be less than baseInterval")
+
+
+def _check_fault(r: Reader, fault: MetaFault, path: str) -> None:
+    if fault.delay is None and fault.abort is None:
+        r.error(path, "fault must have a delay or an abort")
+    if fault.delay is not None:
+        d_path = child_path(path, "delay")
+        fixed = child_path(d_path, "fixedDelay")
+        if fault.delay.fixed_delay is None and not r.has_error_under(fixed):
+            r.error(fixed, "fault delay fixedDelay is required")
+        _check_positive(r, fault.delay.fixed_delay, fixed)
+        _check_fault_percentage(r, fault.delay.percentage, child_path(d_path, "percentage"))
+    if fault.abort is not None:
+        a_path = child_path(path, "abort")
+        _check_fault_percentage(r, fault.abort.percentage, child_path(a_path, "percentage"))
+
+
+def _check_policy(r: Reader, route: MetaRoute, path: str) -> None:
+    """The project's MetaRoute extension: timeout, retries, fault (docs/traffic-policy.md)."""
+    _check_positive(r, route.timeout, child_path(path, "timeout"))
+    if route.retries is not None:
+        _check_retries(r, route.retries, route.timeout, child_path(path, "retries"))
+    if route.fault is not None:
+        _check_fault(r, route.fault, child_path(path, "fault"))
+
+
 def _check_route(r: Reader, route: MetaRoute, path: str) -> None:
     _check_match(r, route.match, child_path(path, "match"))
     _check_mutation(r, route.request_mutation, child_path(path, "requestMutation"))
@@ -116,6 +193,7 @@ def _check_route(r: Reader, route: MetaRoute, path: str) -> None:
     total = sum(d.weight for d in route.route)
     if len(route.route) > 1 and total != 100 and not bad_input:
         r.error(dests_path, f"total destination weight {total} != 100")
+    _check_policy(r, route, path)
 
 
 def _check_bucket(r: Reader, bucket: TokenBucket, path: str) -> None:

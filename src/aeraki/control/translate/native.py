@@ -9,6 +9,12 @@ Fixed quirks: the detected port is used, not ``ports[0]`` (§16.6); a Dubbo serv
 DubboProxy (§16.12); a Thrift VirtualService ``method`` exact match becomes ``method_name``
 (Aeraki ignored Thrift matches; prefix and regex cannot be expressed and match everything).
 Hash policies and mirrors have no place in these filters and are not carried.
+
+Neither do timeouts, retries or fault injection: Envoy's ``dubbo_proxy`` and ``thrift_proxy``
+routes have no such fields (their ``RouteAction`` holds only the destination, metadata match,
+rate limits and mirrors), so a plan carrying the MetaRoute extension (:attr:`RoutePlan.policy`)
+is translated without it and a warning says so. Today these ports are routed by VirtualService,
+which has no such extension; the check keeps the rule if that ever changes.
 """
 
 from __future__ import annotations
@@ -126,11 +132,27 @@ def _thrift(stat_prefix: str, routes: list[thrift_route.Route]) -> Message:
     return out
 
 
+def _warn_policy_ignored(catalog: Catalog, ref: PortRef, plans: tuple[RoutePlan, ...]) -> None:
+    with_policy = [repr(p.name) for p in plans if p.policy is not None]
+    if not with_policy:
+        return
+    catalog.problems.append(
+        problem(
+            ref.entry,
+            ref.path,
+            f"route(s) {', '.join(with_policy)}: Envoy's {ref.protocol.value} proxy has no "
+            "per-route timeout, retries or fault injection; they are ignored on this node",
+            Severity.WARNING,
+        )
+    )
+
+
 def native_outbound_config(
     catalog: Catalog, ref: PortRef, plans: tuple[RoutePlan, ...]
 ) -> tuple[str, Message] | None:
     """§8.1 / §9 outbound filter ``(name, config)``; ``None`` (and a problem) for Dubbo
     without ``interface``. Shared with the Istio EnvoyFilter rendering."""
+    _warn_policy_ignored(catalog, ref, plans)
     stat_prefix = f"outbound|{ref.number}||{ref.host}"
     if ref.protocol is Protocol.DUBBO:
         interface = ref.entry.meta.annotations.get("interface", "")

@@ -3,7 +3,9 @@ tcp-thrift ports, §3.3) or the default route, into the HTTP ``RouteConfiguratio
 Aeraki's MetaRDS serves (§6.9) and our proxy reads back (meta-protocol-proxy §15).
 
 Routes are first planned in a neutral form (:class:`RoutePlan`) so the native Envoy Dubbo and
-Thrift filters (§8–§9) reuse the same decisions. Quirks fixed (§16): attribute matchers sorted
+Thrift filters (§8–§9) reuse the same decisions. A MetaRoute's extension (timeout, retries,
+fault, idempotent; docs/traffic-policy.md) rides in :attr:`RoutePlan.policy`; only our proxy
+receives it (:func:`route_configuration`). Quirks fixed (§16): attribute matchers sorted
 by name (§16.7, the model already sorts), one hash-policy entry per distinct key, and a subset
 without its own load balancer inherits the DestinationRule's top-level consistent-hash key —
 the same merge Istio applies to the subset's cluster, so cluster and route agree (§16.16).
@@ -13,28 +15,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.type.matcher.v3 import regex_pb2
 from envoy.type.v3 import percent_pb2
-from google.protobuf import wrappers_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf.message import Message
 
 from aeraki.control.model.base import Resource, Severity
 from aeraki.control.model.common import Destination, MatchKind, StringMatch
 from aeraki.control.model.istio import DestinationRuleSpec, LoadBalancer
-from aeraki.control.model.metaprotocol import MetaRouterSpec
+from aeraki.control.model.metaprotocol import MetaFault, MetaRetries, MetaRoute, MetaRouterSpec
 from aeraki.control.model.services import Protocol
 from aeraki.control.model.virtualservice import VirtualServiceSpec
 from aeraki.control.translate.catalog import Catalog, PortRef, cluster_name, fqdn, problem
+from aeraki.xds.gen.meta_protocol_proxy.config.route.v1alpha import route_pb2 as meta_route_pb2
 
 __all__ = [
     "RoutePlan",
+    "RoutePolicy",
     "Target",
     "header_matchers",
     "http_route_configuration",
     "load_balancer_of",
+    "meta_route_configuration",
     "plan_routes",
+    "route_configuration",
 ]
 
 _MILLION = 1_000_000
@@ -47,8 +56,30 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RoutePolicy:
+    """A MetaRoute's extension, as written (validated) in the model."""
+
+    timeout: timedelta | None = None
+    retries: MetaRetries | None = None
+    fault: MetaFault | None = None
+    idempotent: bool | None = None
+
+    @classmethod
+    def of(cls, route: MetaRoute) -> RoutePolicy | None:
+        if not route.has_policy:
+            return None
+        return cls(
+            timeout=route.timeout,
+            retries=route.retries,
+            fault=route.fault,
+            idempotent=route.idempotent,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoutePlan:
-    """One route, data-plane neutral. ``mirror_millionths`` is the mirrored share of 10⁶."""
+    """One route, data-plane neutral. ``mirror_millionths`` is the mirrored share of 10⁶;
+    ``policy`` is the MetaRoute extension (``None`` when the route does not use it)."""
 
     name: str
     match: tuple[tuple[str, StringMatch], ...] = ()
@@ -58,6 +89,7 @@ class RoutePlan:
     mirror_millionths: int = _MILLION
     request_mutation: tuple[tuple[str, str], ...] = ()
     response_mutation: tuple[tuple[str, str], ...] = ()
+    policy: RoutePolicy | None = None
 
     @property
     def clusters(self) -> tuple[str, ...]:
@@ -174,6 +206,7 @@ def _from_meta_router(
                 mirror_millionths=millionths,
                 request_mutation=tuple((kv.key, kv.value) for kv in route.request_mutation),
                 response_mutation=tuple((kv.key, kv.value) for kv in route.response_mutation),
+                policy=RoutePolicy.of(route),
             )
         )
     return None if dangling else plans
@@ -311,6 +344,139 @@ def http_route_configuration(name: str, plans: Iterable[RoutePlan]) -> route_pb2
         name="dummy", domains=["*"], routes=[_http_route(p) for p in plans]
     )
     return route_pb2.RouteConfiguration(name=name, virtual_hosts=[vhost])
+
+
+# --- Aeraki's MetaProtocol RouteConfiguration, with the project's extension ----------------
+
+
+def _duration(value: timedelta) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromTimedelta(value)
+    return out
+
+
+def _fraction(percent: float) -> percent_pb2.FractionalPercent:
+    """A percentage (0–100) as millionths, the precision MetaRouter's floats can carry."""
+    return percent_pb2.FractionalPercent(
+        numerator=max(0, min(_MILLION, round(percent * 10_000))),
+        denominator=percent_pb2.FractionalPercent.MILLION,
+    )
+
+
+def _retry_policy(retries: MetaRetries) -> meta_route_pb2.RetryPolicy:
+    policy = meta_route_pb2.RetryPolicy(
+        num_retries=retries.attempts or 0,
+        retry_on=list(retries.retry_on),
+        retry_non_idempotent=retries.retry_non_idempotent,
+    )
+    if retries.per_try_timeout is not None:
+        policy.per_try_timeout.CopyFrom(_duration(retries.per_try_timeout))
+    backoff = retries.backoff
+    if backoff is not None and backoff.base_interval is not None:
+        policy.base_interval.CopyFrom(_duration(backoff.base_interval))
+    if backoff is not None and backoff.max_interval is not None:
+        policy.max_interval.CopyFrom(_duration(backoff.max_interval))
+    return policy
+
+
+def _fault(fault: MetaFault) -> meta_route_pb2.FaultInjection:
+    out = meta_route_pb2.FaultInjection()
+    if fault.delay is not None:
+        if fault.delay.fixed_delay is not None:
+            out.delay.fixed_delay.CopyFrom(_duration(fault.delay.fixed_delay))
+        if fault.delay.percentage is not None:
+            out.delay.percentage.CopyFrom(_fraction(fault.delay.percentage))
+    if fault.abort is not None:
+        out.abort.error_type = fault.abort.error_type or "UNSPECIFIED"
+        out.abort.message = fault.abort.message
+        if fault.abort.percentage is not None:
+            out.abort.percentage.CopyFrom(_fraction(fault.abort.percentage))
+    return out
+
+
+def _meta_action(plan: RoutePlan) -> meta_route_pb2.RouteAction:
+    action = meta_route_pb2.RouteAction(hash_policy=list(plan.hash_keys))
+    if len(plan.targets) == 1:
+        action.cluster = plan.targets[0].cluster
+    else:
+        for t in plan.targets:
+            action.weighted_clusters.clusters.add(
+                name=t.cluster, weight=wrappers_pb2.UInt32Value(value=t.weight)
+            )
+    if plan.mirror:
+        mirror = action.request_mirror_policies.add(cluster=plan.mirror)
+        mirror.runtime_fraction.default_value.CopyFrom(
+            percent_pb2.FractionalPercent(
+                numerator=plan.mirror_millionths,
+                denominator=percent_pb2.FractionalPercent.MILLION,
+            )
+        )
+    return action
+
+
+def _key_values(pairs: Iterable[tuple[str, str]]) -> list[meta_route_pb2.KeyValue]:
+    return [meta_route_pb2.KeyValue(key=k, value=v) for k, v in pairs]
+
+
+def _meta_route(plan: RoutePlan) -> meta_route_pb2.Route:
+    route = meta_route_pb2.Route(
+        name=plan.name,
+        match=meta_route_pb2.RouteMatch(metadata=header_matchers(plan.match)),
+        route=_meta_action(plan),
+        request_mutation=_key_values(plan.request_mutation),
+        response_mutation=_key_values(plan.response_mutation),
+    )
+    policy = plan.policy
+    if policy is None:
+        return route
+    if policy.timeout is not None:
+        route.timeout.CopyFrom(_duration(policy.timeout))
+    if policy.retries is not None:
+        route.retry_policy.CopyFrom(_retry_policy(policy.retries))
+    if policy.fault is not None:
+        route.fault.CopyFrom(_fault(policy.fault))
+    if policy.idempotent is not None:
+        route.idempotent.value = policy.idempotent
+    return route
+
+
+def meta_route_configuration(
+    name: str, plans: Iterable[RoutePlan]
+) -> meta_route_pb2.RouteConfiguration:
+    """Aeraki's own ``RouteConfiguration`` (our proxy reads it natively), extension included."""
+    return meta_route_pb2.RouteConfiguration(name=name, routes=[_meta_route(p) for p in plans])
+
+
+def route_configuration(
+    catalog: Catalog, ref: PortRef, plans: tuple[RoutePlan, ...], *, extensions: bool
+) -> Message:
+    """The route configuration of one MetaProtocol port, in the form its data plane reads.
+
+    The HTTP carrier (§6.9) has no place for the project's extension (timeout, retries, fault,
+    idempotent). When ``extensions`` (the node is our proxy) and a route uses them, Aeraki's
+    MetaProtocol ``RouteConfiguration`` is sent instead, under the same RDS type URL (our
+    proxy reads both, ``proxy/xds_apply.route_table_from_resource``). Otherwise (Aeraki's
+    C++ MetaProtocol Proxy) they are left out, with a warning: that proxy would ignore them.
+    """
+    with_policy = [p for p in plans if p.policy is not None]
+    if with_policy and extensions:
+        meta: Message = meta_route_configuration(ref.route_name, plans)
+        return meta
+    if with_policy:
+        owner: Resource[Any] = catalog.meta_router(ref.host) or ref.entry
+        names = ", ".join(repr(p.name) for p in with_policy)
+        catalog.problems.append(
+            problem(
+                owner,
+                "spec.routes",
+                f"route(s) {names}: timeout, retries, fault and idempotent are this project's "
+                "MetaRouter extension; Aeraki's MetaProtocol Proxy cannot enforce them, so this "
+                f"node's {ref.route_name} is sent without them",
+                Severity.WARNING,
+            )
+        )
+    carrier: Message = http_route_configuration(ref.route_name, plans)
+    return carrier
 
 
 def attributes_of(match: Mapping[str, StringMatch] | None) -> tuple[tuple[str, StringMatch], ...]:

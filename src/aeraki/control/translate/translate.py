@@ -48,7 +48,7 @@ from aeraki.control.translate.listeners import (
     meta_protocol_proxy,
 )
 from aeraki.control.translate.native import native_inbound, native_outbound
-from aeraki.control.translate.routes import http_route_configuration, plan_routes
+from aeraki.control.translate.routes import plan_routes, route_configuration
 from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2 as mpp_pb2
 
 __all__ = ["translate"]
@@ -158,7 +158,9 @@ class _Builder:
                     route_config_name=ref.route_name,
                 )
                 self.listeners[name] = listener(name, address, ref.number, MPP_FILTER, proxy)
-                self.routes[ref.route_name] = http_route_configuration(ref.route_name, plans)
+                self.routes[ref.route_name] = route_configuration(
+                    self.catalog, ref, plans, extensions=plane == DATA_PLANE_PYTHON
+                )
                 self._want_rate_limit_service(mr, filters)
             self._want(ref.cluster(), ref.entry, ref.path)
             rule = self.catalog.destination_rule(ref.host)

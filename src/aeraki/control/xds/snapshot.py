@@ -36,6 +36,7 @@ from aeraki.xds.gen.meta_protocol_proxy.config.route.v1alpha import route_pb2 as
 from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2
 
 __all__ = [
+    "CARRIED_BY",
     "CLUSTER_TYPE",
     "ENDPOINT_TYPE",
     "LISTENER_TYPE",
@@ -60,6 +61,11 @@ LISTENER_TYPE = TYPE_URL_PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE_TYPE = TYPE_URL_PREFIX + "envoy.config.route.v3.RouteConfiguration"
 #: MetaProtocol routes in their own message, for proxies that take them unconverted.
 META_ROUTE_TYPE = TYPE_URL_PREFIX + meta_route_pb2.RouteConfiguration.DESCRIPTOR.full_name
+#: Messages served under another type URL than their own: a MetaProtocol route configuration
+#: that uses this project's route extension travels to our proxy under RDS, whose resources
+#: our proxy reads in either encoding (``proxy/xds_apply.route_table_from_resource``). The
+#: translation only emits it for our proxy; Envoy-based nodes never see one.
+CARRIED_BY: Mapping[str, str] = MappingProxyType({META_ROUTE_TYPE: ROUTE_TYPE})
 
 #: Send order on a change: clusters before their endpoints, both before the listeners that use
 #: them, routes last — Envoy's make-before-break expectation (xDS protocol, "eventual
@@ -115,10 +121,10 @@ class Resource:
 
 def _make_resource(type_url: str, name: str, msg: Message) -> Resource:
     actual = TYPE_URL_PREFIX + msg.DESCRIPTOR.full_name
-    if actual != type_url:
+    if actual != type_url and CARRIED_BY.get(actual) != type_url:
         raise ConfigError(f"{type_url}[{name}]", f"message is a {actual}")
     data = msg.SerializeToString(deterministic=True)
-    packed = any_pb2.Any(type_url=type_url, value=data)
+    packed = any_pb2.Any(type_url=actual, value=data)
     return Resource(name=name, message=msg, version=_digest(data), packed=packed)
 
 
@@ -165,10 +171,12 @@ class Snapshot:
 
     @classmethod
     def from_messages(cls, *messages: Message) -> Snapshot:
-        """A snapshot of ``messages``, grouped by their own type URL."""
+        """A snapshot of ``messages``, grouped by their own type URL (or the one that carries
+        them, :data:`CARRIED_BY`)."""
         grouped: dict[str, list[Message]] = {}
         for msg in messages:
-            grouped.setdefault(TYPE_URL_PREFIX + msg.DESCRIPTOR.full_name, []).append(msg)
+            type_url = TYPE_URL_PREFIX + msg.DESCRIPTOR.full_name
+            grouped.setdefault(CARRIED_BY.get(type_url, type_url), []).append(msg)
         return cls(grouped)
 
     def type_urls(self) -> tuple[str, ...]:
