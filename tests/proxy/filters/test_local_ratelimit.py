@@ -7,7 +7,10 @@ import dataclasses
 from typing import Any, cast
 
 import pytest
+from envoy.config.listener.v3 import listener_pb2
+from google.protobuf import json_format
 
+import aeraki.xds
 from aeraki.codec.api import ErrorType, Metadata
 from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap import ConfigErrors, bootstrap_from_dict
@@ -19,6 +22,9 @@ from aeraki.proxy.filters.local_ratelimit import (
     check_config,
     compile_limiter,
 )
+from aeraki.proxy.xds_apply import listeners_from_resources
+from aeraki.xds import pack
+from aeraki.xds.gen.meta_protocol_proxy.v1alpha.meta_protocol_proxy_pb2 import MetaProtocolFilter
 from tests.proxy.filters.helpers import LOCAL, local_config, running, stats, with_filters
 from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
 from tests.proxy.test_bootstrap import TC, base, tc
@@ -342,3 +348,49 @@ async def test_buckets_survive_a_listener_update_that_keeps_the_filter_config() 
             assert [await call() for _ in range(4)] == [True, True, True, False]
     finally:
         up.close()
+
+
+def test_aeraki_typed_struct_form_and_lds_rejection_name_the_filter_config() -> None:
+    """Aeraki's EnvoyFilters carry the proxy config as a TypedStruct (JSON value): the rate
+    limit config inside loads the same; over LDS a bad one is rejected (a NACK) with its path."""
+    url = "type.googleapis.com/aeraki.meta_protocol_proxy.filters.local_ratelimit.v1alpha."
+    value = {k: v for k, v in tc(base()).items() if k != "@type"}
+    value["meta_protocol_filters"] = [
+        {"name": LOCAL, "config": {"@type": url + "LocalRateLimit", **CONFIG}},
+        {"name": "aeraki.meta_protocol.filters.router"},
+    ]
+    d = base()
+    d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0] = {
+        "name": "envoy.filters.network.meta_protocol_proxy",
+        "typed_config": {
+            "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
+            "type_url": "type.googleapis.com/aeraki.meta_protocol_proxy.v1alpha.MetaProtocolProxy",
+            "value": value,
+        },
+    }
+    proxy = bootstrap_from_dict(d, "ts").listeners[0].proxy
+    assert proxy.filters[0].config == local_config(CONFIG)
+
+    listener = bootstrap_listener_proto(base())
+    mpp = listener.filter_chains[0].filters[0]
+    config: Any = aeraki.xds.unpack(mpp.typed_config)
+    bad = local_config({"stat_prefix": "svc", "conditions": [{"match": {}}]})
+    config.meta_protocol_filters.extend(
+        [
+            MetaProtocolFilter(name=LOCAL, config=pack(bad)),
+            MetaProtocolFilter(name="aeraki.meta_protocol.filters.router"),
+        ]
+    )
+    mpp.typed_config.Pack(config)
+    with pytest.raises(ConfigErrors) as info:
+        listeners_from_resources([pack(listener)])
+    assert info.value.paths == (
+        f"listener {listener.name}.filter_chains[0].filters[0].typed_config"
+        ".meta_protocol_filters[0].config.conditions[0].token_bucket",
+    )
+
+
+def bootstrap_listener_proto(data: dict[str, Any]) -> Any:
+    """The first listener of a bootstrap dict as an Envoy ``Listener`` proto."""
+    listener = data["static_resources"]["listeners"][0]
+    return json_format.ParseDict(listener, listener_pb2.Listener())
