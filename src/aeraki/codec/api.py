@@ -83,6 +83,10 @@ class ResponseStatus(enum.IntEnum):
     RETRIABLE_ERROR = 2
 
 
+#: Enum member lookups cost ~70 ns each on CPython 3.11; ``Metadata()`` runs per message.
+_OK = ResponseStatus.OK
+
+
 class ErrorType(enum.IntEnum):
     """Why the proxy answers a request itself (reference §14, plus TIMEOUT)."""
 
@@ -164,7 +168,7 @@ class Metadata:
         origin: bytes = b"",
     ) -> None:
         self.message_type = message_type
-        self.response_status = ResponseStatus.OK
+        self.response_status = _OK
         #: a codec sets ``False`` for requests that must not run twice (never retried once
         #: sent, unless the route's retry policy says ``retry_non_idempotent``).
         self.idempotent = True

@@ -67,6 +67,11 @@ from aeraki.errors import CodecError
 __all__ = ["FRAME_KEY", "DubboCodec", "DubboFrame", "count_arguments"]
 
 _RESULT_EXCEPTION: Final = frozenset({0, 3})
+# Enum members as module constants: a lookup on the class costs ~70 ns on CPython 3.11.
+_RESPONSE: Final = MessageType.RESPONSE
+_ERROR: Final = MessageType.ERROR
+_STATUS_ERROR: Final = ResponseStatus.ERROR
+_STATUS_RETRIABLE: Final = ResponseStatus.RETRIABLE_ERROR
 
 #: Local reply status per error kind (§27.7). TIMEOUT is SERVER_TIMEOUT (31): the request
 #: reached the "server" (this proxy), which gave up waiting; Dubbo consumers raise a
@@ -194,7 +199,7 @@ class DubboCodec(Codec):
 
 def _parse_frame(frame: bytes, flag: int, status: int, request_id: int, length: int) -> Metadata:
     """The metadata of one whole frame whose header fields are already unpacked."""
-    md = Metadata(MessageType.REQUEST, request_id=request_id, origin=frame)
+    md = Metadata(request_id=request_id, origin=frame)  # a REQUEST until found otherwise
     md.header_size = HEADER_SIZE
     md.body_size = length
     if flag & FLAG_EVENT:
@@ -228,10 +233,8 @@ def _parse_response(frame: bytes, flag: int, status: int, md: Metadata) -> None:
     """The fixed part of a response (§27.4): its status and, for status 20, the result type.
     The value is not looked at; result attachments (types 3-5) are deferred."""
     if status != STATUS_OK:
-        md.message_type = MessageType.ERROR
-        md.response_status = (
-            ResponseStatus.RETRIABLE_ERROR if status in RETRIABLE_STATUSES else ResponseStatus.ERROR
-        )
+        md.message_type = _ERROR
+        md.response_status = _STATUS_RETRIABLE if status in RETRIABLE_STATUSES else _STATUS_ERROR
         md.values[FRAME_KEY] = DubboFrame(flag, status, frame)
         return
     if flag & 0x1F != HESSIAN2:
@@ -240,10 +243,10 @@ def _parse_response(frame: bytes, flag: int, status: int, md: Metadata) -> None:
     if not 0 <= result_type <= 5:
         raise CodecError(f"dubbo: unsupported result type {result_type}")
     if result_type in _RESULT_EXCEPTION:
-        md.message_type = MessageType.ERROR
-        md.response_status = ResponseStatus.ERROR
+        md.message_type = _ERROR
+        md.response_status = _STATUS_ERROR
     else:
-        md.message_type = MessageType.RESPONSE
+        md.message_type = _RESPONSE
     info = DubboFrame(flag, status, frame, result_end, result_type)
     md.values[FRAME_KEY] = info
     if result_type >= 3:
