@@ -9,7 +9,7 @@ check_filter_config`), then compiled when its listener is built; both go through
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,10 +32,6 @@ class Match:
     tests: tuple[Test, ...] = ()
     #: the (lower-cased) properties the tests read.
     names: tuple[str, ...] = ()
-
-    def passes(self, strings: Mapping[str, str]) -> bool:
-        """Whether every test passes on ``strings`` (see :func:`request_strings`)."""
-        return all(test(strings) for test in self.tests)
 
 
 def request_strings(metadata: Metadata, names: Iterable[str]) -> dict[str, str]:

@@ -136,7 +136,11 @@ class LocalRateLimitFilter:
         self.names = limiter.names
 
     def on_request(self, request: ActiveRequest) -> FilterStatus:
-        if self.allow(request_strings(request.metadata, self.names)):
+        metadata = request.metadata
+        strings = metadata.strings
+        if metadata.deferred is not None and self.names:
+            strings = request_strings(metadata, self.names)
+        if self.allow(strings):
             return FilterStatus.CONTINUE
         request.local_reply(
             ErrorType.OVER_LIMIT,

@@ -133,8 +133,12 @@ class RateLimitFilter:
     def on_request(self, request: ActiveRequest) -> FilterStatus:
         settings = self.settings
         metadata = request.metadata
-        if not settings.match.passes(request_strings(metadata, settings.match.names)):
-            return FilterStatus.CONTINUE
+        match = settings.match
+        if match.tests:
+            strings = request_strings(metadata, match.names)
+            for test in match.tests:
+                if not test(strings):
+                    return FilterStatus.CONTINUE
         cluster = request.downstream.listener.clusters.get(settings.cluster)
         host = cluster.lb.choose(None) if cluster is not None else None
         if cluster is None or host is None:
