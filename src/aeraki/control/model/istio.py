@@ -273,6 +273,92 @@ def _load_balancer(r: Reader, value: Any, path: str) -> LoadBalancer | None:
 
 _POLICY_FIELDS = ("loadBalancer", "connectionPool", "outlierDetection", "tls", "portLevelSettings")
 
+_TCP_FIELDS = ("maxConnections", "connectTimeout", "tcpKeepalive", "maxConnectionDuration")
+_HTTP_FIELDS = (
+    "http1MaxPendingRequests",
+    "http2MaxRequests",
+    "maxRequestsPerConnection",
+    "maxRetries",
+    "idleTimeout",
+    "h2UpgradePolicy",
+    "useClientProtocol",
+    "maxConcurrentStreams",
+)
+_OUTLIER_COUNTS = (
+    "consecutiveErrors",
+    "consecutive5xxErrors",
+    "consecutiveGatewayErrors",
+    "consecutiveLocalOriginFailures",
+)
+_OUTLIER_FIELDS = (
+    *_OUTLIER_COUNTS,
+    "splitExternalLocalOriginErrors",
+    "interval",
+    "baseEjectionTime",
+    "maxEjectionPercent",
+    "minHealthPercent",
+)
+INT32_MAX = 2**31 - 1
+
+
+def _positive_duration(r: Reader, data: Mapping[str, Any], key: str, path: str) -> None:
+    value = r.duration(data, key, path)
+    if value is not None and value < timedelta(milliseconds=1):
+        r.error(child_path(path, key), "must be at least 1ms")
+
+
+def _connection_pool(r: Reader, value: Any, path: str) -> Mapping[str, Any] | None:
+    """``connectionPool``, checked as Istio's validation does; kept as written."""
+    data = r.obj(value, path, ("tcp", "http"))
+    if data is None:
+        return None
+    tcp = r.child(data, "tcp", path, lambda v, p: r.obj(v, p, _TCP_FIELDS, ("idleTimeout",)))
+    if tcp is not None:
+        tcp_path = child_path(path, "tcp")
+        r.integer(tcp, "maxConnections", tcp_path, high=INT32_MAX)
+        _positive_duration(r, tcp, "connectTimeout", tcp_path)
+        r.duration(tcp, "maxConnectionDuration", tcp_path)
+    http = r.child(data, "http", path, lambda v, p: r.obj(v, p, _HTTP_FIELDS))
+    if http is not None:
+        http_path = child_path(path, "http")
+        for key in ("http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection"):
+            r.integer(http, key, http_path, high=INT32_MAX)
+        r.integer(http, "maxRetries", http_path, high=INT32_MAX)
+        r.integer(http, "maxConcurrentStreams", http_path, high=INT32_MAX)
+        r.duration(http, "idleTimeout", http_path)
+    return data
+
+
+def _outlier_detection(r: Reader, value: Any, path: str) -> Mapping[str, Any] | None:
+    """``outlierDetection``, checked as Istio's validation does; kept as written."""
+    data = r.obj(value, path, _OUTLIER_FIELDS)
+    if data is None:
+        return None
+    for key in _OUTLIER_COUNTS:
+        r.integer(data, key, path, high=INT32_MAX)
+    if data.get("consecutiveErrors") is not None:
+        r.warning(
+            child_path(path, "consecutiveErrors"),
+            "deprecated: use consecutiveGatewayErrors (what it means) or consecutive5xxErrors",
+        )
+    r.boolean(data, "splitExternalLocalOriginErrors", path)
+    _positive_duration(r, data, "interval", path)
+    _positive_duration(r, data, "baseEjectionTime", path)
+    r.integer(data, "maxEjectionPercent", path, high=100)
+    r.integer(data, "minHealthPercent", path, high=100)
+    return data
+
+
+def _port_level(r: Reader, value: Any, path: str) -> Mapping[str, Any] | None:
+    """A ``portLevelSettings`` item: its pool and outlier settings are checked too."""
+    known = ("port", "loadBalancer", "connectionPool", "outlierDetection", "tls")
+    data = r.obj(value, path, known)
+    if data is None:
+        return None
+    r.child(data, "connectionPool", path, lambda v, p: _connection_pool(r, v, p))
+    r.child(data, "outlierDetection", path, lambda v, p: _outlier_detection(r, v, p))
+    return data
+
 
 def _traffic_policy(r: Reader, value: Any, path: str) -> TrafficPolicy | None:
     data = r.obj(value, path, _POLICY_FIELDS, ignored=("tunnel", "proxyProtocol"))
@@ -280,10 +366,16 @@ def _traffic_policy(r: Reader, value: Any, path: str) -> TrafficPolicy | None:
         return None
     return TrafficPolicy(
         load_balancer=r.child(data, "loadBalancer", path, lambda v, p: _load_balancer(r, v, p)),
-        connection_pool=r.child(data, "connectionPool", path, lambda v, p: _raw(r, v, p)),
-        outlier_detection=r.child(data, "outlierDetection", path, lambda v, p: _raw(r, v, p)),
+        connection_pool=r.child(
+            data, "connectionPool", path, lambda v, p: _connection_pool(r, v, p)
+        ),
+        outlier_detection=r.child(
+            data, "outlierDetection", path, lambda v, p: _outlier_detection(r, v, p)
+        ),
         tls=r.child(data, "tls", path, lambda v, p: _raw(r, v, p)),
-        port_level_settings=r.items(data, "portLevelSettings", path, lambda v, p: _raw(r, v, p)),
+        port_level_settings=r.items(
+            data, "portLevelSettings", path, lambda v, p: _port_level(r, v, p)
+        ),
     )
 
 

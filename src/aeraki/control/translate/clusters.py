@@ -12,8 +12,11 @@ Aeraki leaves clusters to Istio; standalone, we build them as Istio would for ou
   is given), the hash key going to the route's ``hash_policy`` (see :mod:`.routes`).
 - ``connectionPool.tcp.connectTimeout`` sets ``connect_timeout``.
 
-Only fields our proxy accepts are set (``aeraki.proxy.bootstrap_strict``): no circuit breakers,
-outlier detection or TLS; those DestinationRule settings are reported as not applied.
+- ``connectionPool`` limits and ``outlierDetection``: circuit breakers and outlier detection
+  (:mod:`.resilience`).
+
+Only fields our proxy accepts are set (``aeraki.proxy.bootstrap_strict``): no TLS; that
+DestinationRule setting is reported as not applied.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from aeraki.control.model.istio import DestinationRuleSpec, Subset, TrafficPolic
 from aeraki.control.model.reader import parse_duration
 from aeraki.control.translate.api import TranslateOptions
 from aeraki.control.translate.catalog import Catalog, PortRef, cluster_name, problem
+from aeraki.control.translate.resilience import apply_resilience
 from aeraki.control.translate.routes import load_balancer_of
 
 __all__ = ["ads_source", "build_cluster", "duration", "static_cluster"]
@@ -44,7 +48,7 @@ _SIMPLE = {
 }
 _DNS = ("DNS", "DNS_ROUND_ROBIN")
 _HTTP2 = ("grpc", "http2", "h2c")
-_IGNORED_POLICIES = ("outlier_detection", "tls")
+_IGNORED_POLICIES = ("tls",)
 
 
 def duration(value: timedelta) -> duration_pb2.Duration:
@@ -186,6 +190,7 @@ def build_cluster(
         ),
     )
     _apply_lb(catalog, cluster, rule, subset, options)
+    apply_resilience(catalog, cluster, rule, subset, ref.number)
     if ref.port.name.split("-", 1)[0].lower() in _HTTP2:
         cluster.http2_protocol_options.SetInParent()  # gRPC upstream (a rate-limit service)
     for policy in policies:
