@@ -67,6 +67,9 @@ class HostPool:
         self.codec_cls = codec_cls
         self.stats = stats
         self.limits = limits if limits is not None else ClusterLimits(CircuitBreakerConfig(), stats)
+        #: thresholds read per request, copied (they are fixed for the cluster's lifetime).
+        self._max_requests = self.limits.max_requests
+        self._per_connection_cap = self.limits.max_requests_per_connection
         self.is_multiplexed = multiplexed
         self.connect_timeout = connect_timeout
         self.connections: set[UpstreamConnection] = set()
@@ -93,7 +96,8 @@ class HostPool:
             PoolOverflow: a circuit breaker (requests, pending requests) is open.
         """
         limits = self.limits
-        limits.admit_request()
+        if self.stats.upstream_rq_active >= self._max_requests:
+            limits.admit_request()  # raises, counted
         idle = self.idle
         while idle:
             connection = idle.pop()
@@ -125,7 +129,7 @@ class HostPool:
         if self.is_closed or (self.is_retired and not self.waiters):
             connection.close()
             return
-        cap = self.limits.max_requests_per_connection
+        cap = self._per_connection_cap
         if cap and self._count_served(connection) >= cap:
             self.stats.upstream_cx_max_requests += 1
             self._forget(connection)  # counted out now, so a replacement may connect
@@ -161,12 +165,13 @@ class HostPool:
                 open; a key without a connection cannot wait for someone else's.
         """
         limits = self.limits
-        limits.admit_request()
+        if self.stats.upstream_rq_active >= self._max_requests:
+            limits.admit_request()  # raises, counted
         if self.draining:
             self._close_drained()
         connection = self.shared.get(key)
         if connection is not None and not connection.is_closed:
-            if limits.max_requests_per_connection:
+            if self._per_connection_cap:
                 self._count_shared(key, connection)
             return connection
         waiters = self.shared_waiters.get(key)
