@@ -126,11 +126,21 @@ def _describe(field: Any) -> tuple[str, str, bool]:
     return field.name, type_name, field.is_repeated
 
 
+#: This project's own fields: numbers from 100, so they never collide with Aeraki's.
+EXTENSION_FIRST_NUMBER = 100
+
+
 @pytest.mark.parametrize("full_name", sorted(APPENDIX_B))
 def test_fields_match_appendix_b(full_name: str) -> None:
     desc = descriptor_pool.Default().FindMessageTypeByName(full_name)
-    actual = {f.number: _describe(f) for f in desc.fields}
+    actual = {f.number: _describe(f) for f in desc.fields if f.number < EXTENSION_FIRST_NUMBER}
     assert actual == APPENDIX_B[full_name]
+
+
+def test_route_extensions_are_numbered_apart_from_aerakis_fields() -> None:
+    desc = descriptor_pool.Default().FindMessageTypeByName(_RT + "Route")
+    extensions = {f.name: f.number for f in desc.fields if f.number >= EXTENSION_FIRST_NUMBER}
+    assert extensions == {"timeout": 100, "retry_policy": 101, "fault": 102, "idempotent": 103}
 
 
 def test_oneofs_and_reserved_numbers() -> None:
