@@ -346,3 +346,93 @@ def test_a_real_service_entry_named_like_the_synthetic_one_wins() -> None:
 def test_cluster_domain_is_configurable() -> None:
     result = ConfigBuilder(cluster_domain="corp").build(k8s(k8s_service()))
     assert synthetic(result).spec.hosts == ("dubbo.ns.svc.corp",)
+
+
+def pod(name: str, **labels: str) -> JsonDict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "labels": {"app": "dubbo", **labels}},
+    }
+
+
+def pod_endpoints(*pods: tuple[str, str]) -> JsonDict:
+    """Endpoints whose addresses name their pods (``(ip, pod name)``), as the controller
+    writes them."""
+    eps = k8s_endpoints(*(ip for ip, _ in pods))
+    for address, (_, name) in zip(eps["subsets"][0]["addresses"], pods, strict=True):
+        address["targetRef"] = {"kind": "Pod", "name": name, "namespace": "ns"}
+    return eps
+
+
+K8S_DR = f"""\
+apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata: {{name: dubbo, namespace: ns}}
+spec:
+  host: {K8S_HOST}
+  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
+"""
+
+
+def subset_endpoints(result: Any, subset: str) -> list[str]:
+    """Addresses of the subset's cluster, as a proxy with this config would get them."""
+    resources = translate(result.config, NodeInfo(id="n")).resources
+    name = f"outbound|20880|{subset}|{K8S_HOST}"
+    (cla,) = [r for r in resources if getattr(r, "cluster_name", "") == name]
+    return [
+        lb.endpoint.address.socket_address.address
+        for locality in cla.endpoints
+        for lb in locality.lb_endpoints
+    ]
+
+
+def test_pod_labels_select_kubernetes_endpoints_into_subsets() -> None:
+    builder = ConfigBuilder()
+    eps = pod_endpoints(("10.0.0.1", "a"), ("10.0.0.2", "b"))
+    result = builder.build(
+        items(K8S_DR, k8s_router("v1"))
+        + k8s(k8s_service(), eps, pod("a", version="v1"), pod("b", version="v2"))
+    )
+    assert result.config.errors == ()
+    assert subset_endpoints(result, "v1") == ["10.0.0.1"]
+    assert subset_endpoints(result, "v2") == ["10.0.0.2"]
+    # Relabelled pods move between subsets: the Service is re-converted from its Pods.
+    relabelled = builder.build(
+        items(K8S_DR, k8s_router("v1"))
+        + k8s(k8s_service(), eps, pod("a", version="v2"), pod("b", version="v2"))
+    )
+    assert subset_endpoints(relabelled, "v1") == []
+    assert subset_endpoints(relabelled, "v2") == ["10.0.0.1", "10.0.0.2"]
+    # A deleted Pod leaves its address with the selector's labels only.
+    gone = builder.build(
+        items(K8S_DR, k8s_router("v1")) + k8s(k8s_service(), eps, pod("b", version="v2"))
+    )
+    assert [dict(e.labels) for e in synthetic(gone).spec.endpoints] == [
+        {"app": "dubbo"},
+        {"app": "dubbo", "version": "v2"},
+    ]
+
+
+def test_a_pod_change_reconverts_only_the_services_naming_it() -> None:
+    other_service = {**k8s_service(), "metadata": {"name": "other", "namespace": "ns"}}
+    other_eps = {
+        **pod_endpoints(("10.0.0.9", "z")),
+        "metadata": {"name": "other", "namespace": "ns"},
+    }
+    eps = pod_endpoints(("10.0.0.1", "a"))
+    builder = ConfigBuilder()
+
+    def build(*pods: JsonDict) -> tuple[Any, Any]:
+        result = builder.build(k8s(k8s_service(), eps, other_service, other_eps, *pods))
+        by_name = {se.meta.name: se for se in result.config.service_entries}
+        return by_name["synthetic-dubbo"], by_name["synthetic-other"]
+
+    dubbo, other = build(pod("a", version="v1"), pod("z", version="v1"))
+    same_dubbo, same_other = build(pod("a", version="v1"), pod("z", version="v1"))
+    assert (same_dubbo, same_other) == (dubbo, other)
+    assert same_dubbo is dubbo  # equal objects: nothing re-converted
+    new_dubbo, still_other = build(pod("a", version="v2"), pod("z", version="v1"))
+    assert new_dubbo is not dubbo
+    assert still_other is other
+    assert dict(new_dubbo.spec.endpoints[0].labels)["version"] == "v2"

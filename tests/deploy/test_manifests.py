@@ -53,6 +53,7 @@ WATCHED: frozenset[tuple[str, str]] = frozenset(
         ("networking.istio.io", "virtualservices"),
         ("", "services"),
         ("", "endpoints"),
+        ("", "pods"),
     }
 )
 # What the leader writes cluster-wide: EnvoyFilters for Istio sidecars (reconciled: listed by

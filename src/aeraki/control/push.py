@@ -18,16 +18,17 @@ namespace and name, becomes Istio's synthetic ServiceEntry ``synthetic-<name>`` 
 §3.1). It goes through the same checks and last-good logic as the other resources, keyed by the
 Service (``("Service", ns, name)`` in ``fallbacks`` and notes): an Endpoints edit re-converts it,
 a malformed Service or Endpoints keeps its last good version, deleting the Service withdraws it,
-and Endpoints without a Service are ignored. Synthetic ServiceEntries come after every real
-resource in load order.
+and Endpoints without a Service are ignored. Stored Pods give the endpoints their labels (joined
+by the addresses' ``targetRef``), so a label change of a Pod re-converts exactly the Services
+whose Endpoints name it. Synthetic ServiceEntries come after every real resource in load order.
 
 A real ServiceEntry wins over the synthetic one: when a stored ServiceEntry lists the Service's
 host among its ``hosts`` (short names expanded with its namespace), or is itself named
 ``synthetic-<name>`` in the Service's namespace, the Service is not converted and a warning says
 which ServiceEntry replaces it. This holds while that ServiceEntry is stored, even if it has
 errors (its last good version, or nothing, is then in force): what a user wrote for a host is
-never silently swapped for the Service's defaults. This is how to give a Kubernetes Service
-labelled endpoints for DestinationRule subsets, which Endpoints cannot carry (see the module).
+never silently swapped for the Service's defaults (e.g. endpoints labelled by hand, where the
+Pods' own labels are not what the DestinationRule subsets select).
 
 The control plane's metrics are declared here, once (style anchors §9 rule 11).
 """
@@ -43,6 +44,9 @@ from aeraki.control.model import KINDS, ConfigSnapshot, Origin, Parsed, Problem,
 from aeraki.control.model.base import Severity
 from aeraki.control.model.kubernetes import (
     DEFAULT_DOMAIN,
+    PodKey,
+    pod_labels,
+    pod_refs,
     service_entry_from_service,
     service_host,
     synthetic_name,
@@ -123,6 +127,7 @@ class BuildResult:
 
 _SERVICE = "Service"
 _ENDPOINTS = "Endpoints"
+_POD = "Pod"
 _SERVICE_ENTRY = "ServiceEntry"
 
 _Source = tuple[JsonDict | None, ...]  # the stored object(s) a parse was made from
@@ -149,6 +154,7 @@ class ConfigBuilder:
         self.cluster_domain = cluster_domain
         self._parsed: dict[ResourceKey, _Entry] = {}
         self._last_good: dict[ResourceKey, Parsed] = {}
+        self._pods: dict[PodKey, JsonDict] = {}  # of the build in progress
 
     def build(self, items: Iterable[tuple[ResourceKey, JsonDict, str]]) -> BuildResult:
         """Rebuild from ``(key, object, origin)`` of every stored resource (sorted by key).
@@ -159,12 +165,16 @@ class ConfigBuilder:
         current: dict[ResourceKey, Parsed] = {}
         services: list[tuple[ResourceKey, JsonDict, str]] = []
         endpoints: dict[tuple[str, str], tuple[JsonDict, str]] = {}
+        self._pods = {}
         for key, obj, origin in items:
             if key[0] == _SERVICE:
                 services.append((key, obj, origin))
                 continue
             if key[0] == _ENDPOINTS:
                 endpoints[key[1:]] = (obj, origin)
+                continue
+            if key[0] == _POD:
+                self._pods[(key[1], key[2])] = obj
                 continue
             if key[0] not in KINDS:
                 continue
@@ -215,12 +225,15 @@ class ConfigBuilder:
         origin: str,
         endpoints: tuple[JsonDict, str] | None,
     ) -> Parsed:
-        """The Service's synthetic ServiceEntry, re-converted only when it or its Endpoints
-        changed."""
+        """The Service's synthetic ServiceEntry, re-converted only when it, its Endpoints or
+        one of the Pods they name changed."""
         ep_obj, ep_origin = endpoints if endpoints is not None else (None, "")
-        source: _Source = (service, ep_obj)
+        refs = pod_refs(ep_obj, key[1]) if ep_obj is not None else ()
+        pods = tuple(self._pods.get(ref) for ref in refs)
+        source: _Source = (service, ep_obj, *pods)
         entry = self._parsed.get(key)
         if entry is None or not entry.made_from(source):
+            labels = {ref: pod_labels(pod) for ref, pod in zip(refs, pods, strict=True)}
             parsed = service_entry_from_service(
                 service,
                 ep_obj,
@@ -228,6 +241,7 @@ class ConfigBuilder:
                 service_origin=parse_origin(origin),
                 endpoints_origin=parse_origin(ep_origin),
                 domain=self.cluster_domain,
+                pods={ref: found for ref, found in labels.items() if found is not None},
             )
             entry = _Entry(source, parsed)
             self._parsed[key] = entry

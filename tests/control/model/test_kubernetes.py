@@ -10,6 +10,8 @@ import pytest
 from aeraki.control.model import Origin, Parsed, ServicePort, WorkloadEntry
 from aeraki.control.model.kubernetes import (
     EXPORT_TO_ANNOTATION,
+    pod_labels,
+    pod_refs,
     service_entry_from_service,
     service_host,
     synthetic_name,
@@ -243,8 +245,8 @@ def test_endpoint_ports_map_by_service_port_name_only() -> None:
     assert entry.ports == {}
 
 
-def test_endpoint_labels_are_the_service_selector_only() -> None:
-    """Endpoints carry no pod labels (documented limit): the selector is all that is known."""
+def test_endpoint_labels_are_the_service_selector_without_pods() -> None:
+    """Endpoints carry no pod labels: without the Pods, the selector is all that is known."""
     (entry,) = valid(
         service(selector={"app": "dubbo", "tier": "be"}), endpoints(subset("10.0.0.1"))
     ).spec.endpoints
@@ -351,3 +353,44 @@ def test_every_problem_is_reported_at_once() -> None:
     found = errors(convert(svc, eps))
     assert len(found) == 4
     assert [e.split(": ")[0] for e in found] == ["k8s:services@17"] * 3 + ["k8s:endpoints@18"]
+
+
+# --------------------------------------------------------------------------- Pod labels
+
+
+def test_endpoint_labels_are_their_pods_labels_joined_by_target_ref() -> None:
+    """``subset()`` names the pods pod-0, pod-1… (no namespace: the Endpoints' own)."""
+    eps = endpoints(subset("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    eps["subsets"][0]["addresses"][2]["targetRef"] = {"kind": "Node", "name": "pod-2"}
+    pods = {
+        ("ns", "pod-0"): {"app": "dubbo", "version": "v1"},
+        ("ns", "pod-1"): {"app": "dubbo", "version": "v2"},
+        ("ns", "pod-2"): {"app": "dubbo", "version": "v3"},  # not referenced as a Pod
+    }
+    entries = valid(service(), eps, pods=pods).spec.endpoints
+    assert [(e.address, dict(e.labels)) for e in entries] == [
+        ("10.0.0.1", {"app": "dubbo", "version": "v1"}),
+        ("10.0.0.2", {"app": "dubbo", "version": "v2"}),
+        ("10.0.0.3", {"app": "dubbo"}),  # no Pod targetRef: the selector's labels
+    ]
+
+
+def test_unknown_pods_and_other_namespaces_fall_back_to_the_selector() -> None:
+    eps = endpoints(subset("10.0.0.1", "10.0.0.2"))
+    eps["subsets"][0]["addresses"][1]["targetRef"]["namespace"] = "other"
+    pods = {("ns", "pod-1"): {"version": "wrong-namespace"}, ("other", "pod-1"): {"v": "2"}}
+    first, second = valid(service(), eps, pods=pods).spec.endpoints
+    assert dict(first.labels) == {"app": "dubbo"}  # pod-0 is not known (yet)
+    assert dict(second.labels) == {"v": "2"}  # the targetRef's namespace, not the Service's
+
+
+def test_pod_refs_and_pod_labels_read_raw_objects_leniently() -> None:
+    eps = endpoints(subset("10.0.0.1", "10.0.0.2"), {"addresses": [{"ip": "10.0.0.3"}, "x"]})
+    eps["subsets"].append("not a subset")
+    eps["subsets"][0]["addresses"][1]["targetRef"]["namespace"] = "other"
+    assert pod_refs(eps, "ns") == (("ns", "pod-0"), ("other", "pod-1"))
+    assert pod_refs(None, "ns") == ()
+    assert pod_labels({"metadata": {"name": "p", "labels": {"a": "b", "n": 1}}}) == {"a": "b"}
+    assert pod_labels({"metadata": {"name": "p"}}) == {}
+    assert pod_labels({"metadata": {"labels": "oops"}}) is None
+    assert pod_labels("oops") is None

@@ -205,3 +205,56 @@ async def test_errors_back_off_and_missing_kinds_still_sync(kube: KubeClient) ->
     await watch.close()
     await client.close()
     await server.stop()
+
+
+def pod(name: str, version: str, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "meta",
+            "labels": {"app": "dubbo", "version": version},
+            "annotations": {"big": "x" * 1000},
+        },
+        "spec": {"containers": [{"name": "app", "image": "dubbo:1"}], "nodeName": "node-1"},
+        "status": {"phase": phase, "podIP": "10.1.0.7"},
+    }
+
+
+async def test_pods_are_trimmed_to_their_labels_and_status_updates_emit_nothing(
+    apiserver: FakeApiServer, kube: KubeClient
+) -> None:
+    pods = next(k for k in DEFAULT_KINDS if k.kind == "Pod")
+    apiserver.create(pod("p1", "v1", phase="Pending"))
+    src = source(kube, kinds=(pods,))
+    watch, (added,) = await synced(apiserver, src, 1)
+    assert (added.type, added.name) == (EventType.ADDED, "p1")
+    assert added.obj == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "p1",
+            "namespace": "meta",
+            "labels": {"app": "dubbo", "version": "v1"},
+            "resourceVersion": added.obj["metadata"]["resourceVersion"],
+        },
+    }
+    apiserver.update(pod("p1", "v1", phase="Running"))  # status only: nothing kept changed
+    assert await watch.quiet() == []
+    apiserver.update(pod("p1", "v2"))
+    (relabelled,) = await watch.take(1)
+    assert (relabelled.type, relabelled.obj["metadata"]["labels"]["version"]) == (
+        EventType.MODIFIED,
+        "v2",
+    )
+    # A relist after 410 compares what is kept too: a status-only change is not replayed.
+    apiserver.drop_watches()
+    apiserver.update(pod("p1", "v2", phase="Succeeded"))  # while disconnected
+    apiserver.compact()
+    await poll_until(lambda: src.relists == 1)
+    assert await watch.quiet() == []
+    apiserver.delete("v1", "Pod", "meta", "p1")
+    (deleted,) = await watch.take(1)
+    assert (deleted.type, "spec" in deleted.obj) == (EventType.DELETED, False)
+    await watch.close()

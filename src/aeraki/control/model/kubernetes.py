@@ -24,23 +24,27 @@ ServiceEntry           from the Service (and its Endpoints, same namespace and n
 ``location``           MESH_INTERNAL (MESH_EXTERNAL for ``ExternalName``)
 ``endpoints``          one per ready address of each ``subsets[]`` of the Endpoints
                        (``notReadyAddresses`` are left out), ``ports`` = the subset's ports by
-                       name; an ``ExternalName`` Service has one endpoint, its external name.
-                       No Endpoints (yet): no endpoints
+                       name, ``labels`` = its pod's labels (below); an ``ExternalName`` Service
+                       has one endpoint, its external name. No Endpoints (yet): no endpoints
 ``workloadSelector``   ``spec.selector`` (inbound listeners for the Service's pods, §3.2)
 ``exportTo``           annotation ``networking.istio.io/exportTo`` (comma-separated; ``~``
                        hides the Service from every namespace)
 =====================  ========================================================================
 
-Endpoint labels (limit): Endpoints do not carry pod labels and Pods are not watched, so each
-endpoint is labelled with the Service's ``selector`` only — the labels every selected pod is
-certain to have. A DestinationRule subset selecting on those labels (or on none) matches every
-endpoint; a subset selecting on anything else (``version: v1``) matches *no* endpoint of a
-Kubernetes Service. Use a ServiceEntry with labelled endpoints for per-version subsets (a real
-ServiceEntry for the same host replaces the synthetic one, see ``ConfigBuilder``).
+Endpoint labels: Endpoints carry no labels, so each address is joined to its Pod through its
+``targetRef`` (kind Pod, name, namespace — the Endpoints' own when absent), as Istio does, and
+the endpoint gets that Pod's labels: a DestinationRule subset ``version: v1`` selects the pods
+labelled so. An address without a Pod ``targetRef`` (a Service without selector, Endpoints
+written by hand) or whose Pod is not known (yet) is labelled with the Service's ``selector``
+only — the labels every selected pod is certain to have. Pods come from the same source
+(watched by the Kubernetes source, trimmed to their labels; or manifests); a label change
+re-converts the Services whose Endpoints name the Pod (``ConfigBuilder``).
 
 Other limits: EndpointSlices are not read (the Endpoints object is, capped by Kubernetes at 1000
 addresses); a port missing from an address's subset falls back to the port's ``targetPort`` (or
-number) for that address, as for a ServiceEntry endpoint without that port.
+number) for that address, as for a ServiceEntry endpoint without that port. The endpoint's
+locality (region/zone of the Pod's Node, Istio's ``topology.kubernetes.io/*`` labels) is not
+derived: Nodes are not watched.
 
 Problems are reported against the Service (``kind: Service``) or its Endpoints, at the paths of
 those objects; the Service's origin (``k8s:services@<resourceVersion>`` or ``file:line``) is the
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aeraki.control.model.base import Meta, Origin, Report, Resource, child_path
@@ -66,10 +71,16 @@ __all__ = [
     "EXPORT_TO_ANNOTATION",
     "SYNTHETIC_API_VERSION",
     "SYNTHETIC_PREFIX",
+    "PodKey",
+    "pod_labels",
+    "pod_refs",
     "service_entry_from_service",
     "service_host",
     "synthetic_name",
 ]
+
+#: (namespace, name) of a Pod.
+PodKey = tuple[str, str]
 
 DEFAULT_DOMAIN = "cluster.local"
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
@@ -89,6 +100,42 @@ def synthetic_name(service: str) -> str:
     return SYNTHETIC_PREFIX + service
 
 
+def pod_labels(pod: Any) -> Mapping[str, str] | None:
+    """``metadata.labels`` of a raw Pod (``{}`` when it has none); ``None`` when the object is
+    unusable (its own problems are not the Service's to report)."""
+    if not isinstance(pod, Mapping):
+        return None
+    metadata = pod.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        return None
+    return {str(k): str(v) for k, v in labels.items() if isinstance(v, str)}
+
+
+def pod_refs(endpoints: Any, namespace: str) -> tuple[PodKey, ...]:
+    """The Pods the ready addresses of a raw Endpoints object point at (``targetRef``), in
+    order; lenient (a malformed part is skipped here and reported by the conversion)."""
+    out: list[PodKey] = []
+    subsets = endpoints.get("subsets") if isinstance(endpoints, Mapping) else None
+    for subset in subsets if isinstance(subsets, list) else ():
+        addresses = subset.get("addresses") if isinstance(subset, Mapping) else None
+        for address in addresses if isinstance(addresses, list) else ():
+            ref = _pod_ref(address, namespace)
+            if ref is not None:
+                out.append(ref)
+    return tuple(out)
+
+
+def _pod_ref(address: Any, namespace: str) -> PodKey | None:
+    ref = address.get("targetRef") if isinstance(address, Mapping) else None
+    if not isinstance(ref, Mapping) or ref.get("kind") != "Pod":
+        return None
+    name, ns = ref.get("name"), ref.get("namespace") or namespace
+    return (ns, name) if isinstance(name, str) and name and isinstance(ns, str) else None
+
+
 def service_entry_from_service(
     service: Any,
     endpoints: Any = None,
@@ -97,12 +144,15 @@ def service_entry_from_service(
     service_origin: Origin | None = None,
     endpoints_origin: Origin | None = None,
     domain: str = DEFAULT_DOMAIN,
+    pods: Mapping[PodKey, Mapping[str, str]] | None = None,
 ) -> Parsed:
     """The synthetic ServiceEntry of a raw Service and its raw Endpoints (``None``: none yet).
 
     Args:
         service: the Service object as the API server (or a manifest) has it.
         endpoints: the Endpoints object of the same namespace/name, or ``None``.
+        pods: labels of the Pods the Endpoints' addresses name (:func:`pod_refs`), by
+            (namespace, name); an address whose Pod is missing gets the selector's labels.
         namespace: the Service's namespace as its source keyed it (``""``: from its metadata,
             else ``default``).
         service_origin: where the Service came from; also the ServiceEntry's origin.
@@ -155,7 +205,8 @@ def service_entry_from_service(
             endpoints_origin or Origin(), kind="Endpoints", namespace=namespace, name=name
         )
         names = {port.name for port in ports if port.name}
-        entries = _endpoints(Reader(ep_report), endpoints, names, selector)
+        labelling = _Labelling(selector, pods or {}, namespace)
+        entries = _endpoints(Reader(ep_report), endpoints, names, labelling)
         problems.extend(ep_report.problems)
 
     meta = Meta(
@@ -279,21 +330,35 @@ def _export_to(r: Reader, annotations: Mapping[str, str], namespace: str) -> tup
 # --- the Endpoints ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Labelling:
+    """Labels of an address: its Pod's (by ``targetRef``), else the Service's selector."""
+
+    selector: Mapping[str, str]
+    pods: Mapping[PodKey, Mapping[str, str]]
+    namespace: str
+
+    def of(self, address: Any) -> Mapping[str, str]:
+        ref = _pod_ref(address, self.namespace)
+        found = self.pods.get(ref) if ref is not None else None
+        return self.selector if found is None else found
+
+
 def _endpoints(
-    r: Reader, body: Any, names: set[str], labels: Mapping[str, str]
+    r: Reader, body: Any, names: set[str], labelling: _Labelling
 ) -> tuple[WorkloadEntry, ...]:
     """One endpoint per ready address of each subset; ports by the Service's port names."""
     if not isinstance(body, Mapping):
         r.error("", f"an Endpoints object must be a mapping, got {describe(body)}")
         return ()
     out: list[WorkloadEntry] = []
-    for entries in r.items(body, "subsets", "", lambda v, p: _subset(r, v, p, names, labels)):
+    for entries in r.items(body, "subsets", "", lambda v, p: _subset(r, v, p, names, labelling)):
         out.extend(entries)
     return tuple(out)
 
 
 def _subset(
-    r: Reader, value: Any, path: str, names: set[str], labels: Mapping[str, str]
+    r: Reader, value: Any, path: str, names: set[str], labelling: _Labelling
 ) -> tuple[WorkloadEntry, ...] | None:
     if not isinstance(value, Mapping):
         r.error(path, f"expected a mapping, got {describe(value)}")
@@ -304,9 +369,9 @@ def _subset(
         # back to the Service port's targetPort or number.
         if name in names:
             ports[name] = number
-    addresses = r.items(value, "addresses", path, lambda v, p: _address(r, v, p))
+    addresses = r.items(value, "addresses", path, lambda v, p: _address(r, v, p, labelling))
     # notReadyAddresses: not serving; left out on purpose (not even read).
-    return tuple(WorkloadEntry(address=ip, ports=ports, labels=labels) for ip in addresses)
+    return tuple(WorkloadEntry(address=ip, ports=ports, labels=labels) for ip, labels in addresses)
 
 
 def _endpoint_port(r: Reader, value: Any, path: str) -> tuple[str, int] | None:
@@ -318,7 +383,9 @@ def _endpoint_port(r: Reader, value: Any, path: str) -> tuple[str, int] | None:
     return None if number is None else (name, number)
 
 
-def _address(r: Reader, value: Any, path: str) -> str | None:
+def _address(
+    r: Reader, value: Any, path: str, labelling: _Labelling
+) -> tuple[str, Mapping[str, str]] | None:
     if not isinstance(value, Mapping):
         r.error(path, f"expected a mapping, got {describe(value)}")
         return None
@@ -326,7 +393,7 @@ def _address(r: Reader, value: Any, path: str) -> str | None:
     if ip and not _is_ip(ip):
         r.error(child_path(path, "ip"), f'"{ip}" is not an IP address')
         return None
-    return ip or None
+    return (ip, labelling.of(value)) if ip else None
 
 
 def _is_ip(text: str) -> bool:

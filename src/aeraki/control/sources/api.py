@@ -92,6 +92,9 @@ DEFAULT_KINDS: tuple[WatchedKind, ...] = (
     WatchedKind(ISTIO_NETWORKING_GROUP, "v1alpha3", "VirtualService", "virtualservices"),
     WatchedKind("", "v1", "Service", "services"),
     WatchedKind("", "v1", "Endpoints", "endpoints"),
+    # Pods only for their labels: endpoint labels for DestinationRule subsets (joined through
+    # the Endpoints' targetRef, aeraki.control.model.kubernetes).
+    WatchedKind("", "v1", "Pod", "pods"),
 )
 
 

@@ -18,6 +18,11 @@ events blindly to a ``ResourceStore``.
 
 A kind whose API is not served (404: e.g. Istio's CRDs not installed) counts as synced and empty
 and is retried at the maximum backoff, so one missing CRD does not hold SYNCED back forever.
+
+Pods are *trimmed* as they arrive (client-go's ``TransformFunc``): only their identity, labels
+and ``resourceVersion`` are kept (what the endpoint labels need), so a cluster's Pods cost
+little memory, and an update that changes nothing kept (status, conditions — most Pod updates)
+emits no event and therefore no push.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -76,6 +81,19 @@ class _KindState:
     known: dict[tuple[str, str], JsonDict] = field(default_factory=dict)
     resource_version: str | None = None
     synced: bool = False
+
+    def kept(self, obj: JsonDict) -> JsonDict:
+        """What is kept of an object of this kind (trimmed Pods, else all of it)."""
+        trim = _TRIMS.get((self.kind.group, self.kind.kind))
+        return obj if trim is None else trim(obj)
+
+    def unchanged(self, old: JsonDict | None, new: JsonDict) -> bool:
+        """Nothing to emit: the same version, or (trimmed kinds) the same kept content."""
+        if old is None:
+            return False
+        if _rv(old) == _rv(new):
+            return True
+        return (self.kind.group, self.kind.kind) in _TRIMS and _content(old) == _content(new)
 
 
 class KubernetesSource:
@@ -213,15 +231,15 @@ class KubernetesSource:
             item.setdefault("kind", state.kind.kind)  # the core API omits these on list items
             item.setdefault("apiVersion", state.kind.api_version)
             meta = item.get("metadata") or {}
-            fresh[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = item
+            fresh[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = state.kept(item)
         for key in [k for k in state.known if k not in fresh]:
             self._emit(state, EventType.DELETED, state.known.pop(key))
         for key, item in fresh.items():
             old = state.known.get(key)
-            if old is not None and _rv(old) == _rv(item):
-                continue
+            unchanged = state.unchanged(old, item)
             state.known[key] = item
-            self._emit(state, EventType.MODIFIED if old is not None else EventType.ADDED, item)
+            if not unchanged:
+                self._emit(state, EventType.ADDED if old is None else EventType.MODIFIED, item)
         if not state.synced:
             state.synced = True
             if not self._synced_sent and all(s.synced for s in self._states):
@@ -264,11 +282,12 @@ class KubernetesSource:
         if kind == "DELETED":
             if old is not None:
                 del state.known[key]
-                self._emit(state, EventType.DELETED, obj)
+                self._emit(state, EventType.DELETED, state.kept(obj))
         elif kind in ("ADDED", "MODIFIED"):
-            if old is None or _rv(old) != rv:
-                state.known[key] = obj
-                self._emit(state, EventType.ADDED if old is None else EventType.MODIFIED, obj)
+            kept = state.kept(obj)
+            if not state.unchanged(old, kept):
+                self._emit(state, EventType.ADDED if old is None else EventType.MODIFIED, kept)
+            state.known[key] = kept
         else:
             raise ValueError(f"unknown watch event type {kind!r}")
         state.resource_version = rv or state.resource_version
@@ -291,3 +310,25 @@ class KubernetesSource:
 
 def _rv(obj: JsonDict) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+_POD_METADATA = ("name", "namespace", "labels", "resourceVersion")
+
+
+def _trim_pod(obj: JsonDict) -> JsonDict:
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion", "v1"),
+        "kind": obj.get("kind", "Pod"),
+        "metadata": {k: meta[k] for k in _POD_METADATA if k in meta},
+    }
+
+
+#: (group, kind) -> what to keep of its objects (module docstring).
+_TRIMS: dict[tuple[str, str], Callable[[JsonDict], JsonDict]] = {("", "Pod"): _trim_pod}
+
+
+def _content(obj: JsonDict) -> JsonDict:
+    """``obj`` without its ``resourceVersion``: what a trimmed kind's consumers see."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}
