@@ -17,6 +17,9 @@ response implies are decoded once per *(type, version)* and shared: versions are
 (``aeraki.control.xds.snapshot``), so equal versions mean equal resources. A route change is
 recognised per client by a marker (the new route name) in that client's own response bytes;
 the route's content is decoded and checked once per version (:meth:`Shared.route_target`).
+EDS and RDS responses may carry only the resources that changed (xDS allows it for every type
+but LDS and CDS), so a client counts the names it has received of those, not the last
+response's length.
 """
 
 from __future__ import annotations
@@ -117,12 +120,34 @@ def _rds_names(resp: discovery_pb2.DiscoveryResponse) -> list[str]:
     return out
 
 
+def _leading_name(packed_value: bytes) -> str:
+    """Field 1 (``name`` / ``cluster_name``) of a serialised resource, without parsing it.
+
+    The control plane serialises deterministically, so field 1 comes first: tag 0x0A, a
+    varint length, the UTF-8 name.
+    """
+    if not packed_value or packed_value[0] != 0x0A:
+        return ""
+    length, shift, pos = 0, 0, 1
+    while True:
+        byte = packed_value[pos]
+        length |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            break
+        shift += 7
+    return packed_value[pos : pos + length].decode()
+
+
 @dataclass(slots=True)
 class TypeState:
     names: frozenset[str] = frozenset()
     version: str = ""
     nonce: str = ""
-    count: int = 0  # resources in the last ACKed response
+    #: resources held: the last response's count for CDS/LDS (state of the world); for
+    #: EDS/RDS the subscribed names received so far (responses carry only what changed)
+    count: int = 0
+    held: set[str] = field(default_factory=set)
     acked_at: float = 0.0
     responses: int = 0
     response_bytes: int = 0
@@ -218,7 +243,12 @@ class AdsClient:
         if st is None:  # a type never asked for (none is sent): ignore it
             return
         st.version, st.nonce = resp.version_info, resp.nonce
-        st.count = len(resp.resources)
+        if resp.type_url in (EDS, RDS):
+            st.held.update(_leading_name(packed.value) for packed in resp.resources)
+            st.held.intersection_update(st.names)
+            st.count = len(st.held)
+        else:
+            st.count = len(resp.resources)
         st.responses += 1
         st.response_bytes += len(raw)
         self._send(resp.type_url)  # the ACK
@@ -228,6 +258,7 @@ class AdsClient:
             names = self.shared.names(resp)
             if names != self.states[child].names:
                 self.states[child].names = names
+                self.states[child].held.intersection_update(names)
                 self._send(child)  # new names, with the last nonce of that type
         elif resp.type_url == RDS and self.watch is not None and not self.watch.acked_at:
             w = self.watch
