@@ -13,6 +13,7 @@ runaway-memory probe). Every case is reproducible from its batch seed and index.
 
 Knobs (environment): FUZZ_INPUTS per codec (1000000), FUZZ_SECONDS overall time bound (3600),
 FUZZ_JOBS (CPUs), FUZZ_SEED (1), FUZZ_INPUT_TIMEOUT seconds (2), FUZZ_PROBE_EVERY (200),
+FUZZ_COVERAGE_INPUTS per codec for the line-coverage sample (20000; 0 skips it),
 FUZZ_CODECS (comma list; all), FUZZ_FINDINGS (JSON file of findings), FUZZ_RESULTS (results
 file; benchmarks/RESULTS.md), FUZZ_NO_WRITE=1 (print only).
 
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from benchmarks.fuzz_coverage import Coverage, measure
 from benchmarks.fuzz_engine import Finding, Input, check_input, make_input, probe_memory
 from benchmarks.results_section import machine_line, write_section
 from tests.codec.corpus import CODECS, Family, families
@@ -69,6 +71,7 @@ class Settings:
     seed: int = 1
     input_timeout: float = 2.0
     probe_every: int = 200
+    coverage_inputs: int = 20_000
     codecs: tuple[str, ...] = CODECS
 
     @classmethod
@@ -81,6 +84,7 @@ class Settings:
             seed=int(env("FUZZ_SEED") or cls.seed),
             input_timeout=float(env("FUZZ_INPUT_TIMEOUT") or cls.input_timeout),
             probe_every=int(env("FUZZ_PROBE_EVERY") or cls.probe_every),
+            coverage_inputs=int(env("FUZZ_COVERAGE_INPUTS") or cls.coverage_inputs),
             codecs=tuple((env("FUZZ_CODECS") or ",".join(CODECS)).split(",")),
         )
 
@@ -110,6 +114,8 @@ class Tally:
     probes: int = 0
     slowest_ms: float = 0.0
     max_rss_mib: float = 0.0
+    #: share of the codec's executable lines the coverage sample reached (None: not measured)
+    coverage: float | None = None
     findings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, other: Tally) -> None:
@@ -232,17 +238,34 @@ def _interleave(groups: list[list[Job]]) -> Iterator[list[Job]]:
 
 
 def run(s: Settings, *, progress: bool = True) -> tuple[dict[str, Tally], float]:
-    """Run every batch (in ``s.jobs`` processes); returns tallies per codec and wall seconds."""
+    """Run every batch (in ``s.jobs`` processes), then the coverage sample of each codec;
+    returns tallies per codec and the wall seconds of the fuzzing proper."""
     started = time.time()
     jobs = plan(s, started + s.seconds)
     tallies = {codec: Tally() for codec in s.codecs}
+    covered: list[tuple[str, Coverage]] = []
+    sample = [(codec, s.coverage_inputs) for codec in s.codecs] if s.coverage_inputs else []
     if s.jobs <= 1:
         results: Iterator[tuple[str, Tally]] = map(run_job, jobs)
         _collect(results, tallies, started, progress)
+        wall = time.time() - started
+        covered = [_coverage(item) for item in sample]
     else:
         with multiprocessing.get_context("fork").Pool(s.jobs) as pool:
             _collect(pool.imap_unordered(run_job, jobs), tallies, started, progress)
-    return tallies, time.time() - started
+            wall = time.time() - started
+            covered = pool.map(_coverage, sample)
+    for codec, cov in covered:
+        tallies[codec].coverage = cov.ratio
+        if progress:
+            for path, lines in cov.missed().items():
+                print(f"fuzz: {codec}: lines not reached in {path}: {lines}")
+    return tallies, wall
+
+
+def _coverage(item: tuple[str, int]) -> tuple[str, Coverage]:
+    codec, inputs = item
+    return codec, measure(codec, inputs)
 
 
 def _collect(
@@ -281,8 +304,11 @@ METHOD = """\
   of inputs that decoded messages (valid), failed with `CodecError` (some after valid
   messages), or left the codec waiting; *checked* = encode round trips + local replies run on
   decoded messages; *slowest* = longest single input, all its checks included (memory probes
-  excluded: bounded separately); RSS = peak of any worker. The same engine runs bounded in
-  `make test` (`tests/codec/test_fuzz_all.py`).
+  excluded: bounded separately); *line coverage* = share of the codec's function-body lines
+  (`benchmarks/fuzz_coverage.py`: its package, or its one file) executed by a separate sample of
+  `FUZZ_COVERAGE_INPUTS` inputs under a line tracer (unreached lines are printed: mostly
+  defensive checks and encode limits past 16 MiB); RSS = peak of any worker. The same engine
+  runs bounded in `make test` (`tests/codec/test_fuzz_all.py`).
 """
 
 
@@ -290,8 +316,8 @@ def report(s: Settings, tallies: dict[str, Tally], wall: float) -> str:
     """The run as Markdown: a table per codec, totals, findings."""
     rows = [
         "| codec | families | inputs | inputs/s/core | mix: valid / error / pending | checked "
-        "| memory probes | slowest ms | findings |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| memory probes | slowest ms | line coverage | findings |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     total = Tally()
     for codec, t in tallies.items():
@@ -301,6 +327,7 @@ def report(s: Settings, tallies: dict[str, Tally], wall: float) -> str:
         rows.append(
             f"| {codec} | {fams} | {t.inputs:,} | {rate:,.0f} | {_mix(t)} | "
             f"{t.encodes + t.replies:,} | {t.probes:,} | {t.slowest_ms:.1f} | "
+            f"{'n/a' if t.coverage is None else f'{t.coverage:.1%}'} | "
             f"{sum(f['count'] for f in t.findings.values())} |"
         )
     lines = [

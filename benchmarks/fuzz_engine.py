@@ -151,17 +151,38 @@ def _pick_side(rng: random.Random, family: Family) -> tuple[Side, tuple[bytes, .
 def _mutated_stream(
     rng: random.Random, family: Family, pool: Sequence[bytes], others: Sequence[Family]
 ) -> tuple[bytes, str]:
-    picks = [rng.choice(pool) for _ in range(rng.choice((1, 1, 1, 2, 2, 3)))]
-    starts = [sum(len(p) for p in picks[:i]) for i in range(len(picks))]
-    data = bytearray(b"".join(picks))
+    """1-3 messages; one mutated, its length field then often fixed up to match (so the
+    mutation is inside a frame the codec accepts, not just a framing error); sometimes one
+    more mutation across the whole stream."""
+    picks = [bytearray(rng.choice(pool)) for _ in range(rng.choice((1, 1, 1, 2, 2, 3)))]
     if rng.random() < 0.05:
-        return bytes(data), "valid"
+        return b"".join(picks), "valid"
+    ctx = _Context(family, pool, others)
+    target = rng.choice(picks)
     names = []
     for _ in range(min(1 + int(rng.expovariate(0.8)), 6)):
         name, mutate = rng.choices(_MUTATORS, weights=_WEIGHTS)[0]
-        mutate(rng, data, _Context(family, pool, others, starts))
+        mutate(rng, target, ctx)
         names.append(name)
+    if family.length is not None and "length" not in names and rng.random() < 0.6:
+        _fix_length(target, family)
+        names.append("fixlen")
+    data = bytearray(b"".join(picks))
+    if len(picks) > 1 and rng.random() < 0.25:
+        name, mutate = rng.choice(_STREAM_MUTATORS)
+        mutate(rng, data, ctx)
+        names.append(f"stream-{name}")
     return bytes(data), "+".join(names)
+
+
+def _fix_length(message: bytearray, family: Family) -> None:
+    """Write the message's real length into its length field (when it has one)."""
+    field = family.length
+    if field is None or field.declared(bytes(message)) is None:
+        return
+    value = len(message) - field.add
+    if 0 <= value < 1 << (8 * field.size):
+        message[field.offset : field.offset + field.size] = value.to_bytes(field.size, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +190,6 @@ class _Context:
     family: Family
     pool: Sequence[bytes]
     others: Sequence[Family]
-    starts: list[int]
 
 
 def _cuts(rng: random.Random, size: int) -> tuple[int, ...]:
@@ -203,11 +223,11 @@ def _set_int(rng: random.Random, data: bytearray, ctx: _Context) -> None:
 
 
 def _length_field(rng: random.Random, data: bytearray, ctx: _Context) -> None:
-    """The family's own length field of one message set to an edge value."""
+    """The message's own length field set to an edge value."""
     length = ctx.family.length
     if length is None:
         return _set_int(rng, data, ctx)
-    start = rng.choice(ctx.starts) + length.offset
+    start = length.offset
     if start + length.size > len(data):
         return None
     current = int.from_bytes(data[start : start + length.size], "big")
@@ -261,6 +281,23 @@ def _splice(rng: random.Random, data: bytearray, ctx: _Context) -> None:
     data[cut:] = donor[rng.randrange(len(donor) + 1) :]
 
 
+def _nest(rng: random.Random, data: bytearray, ctx: _Context) -> None:
+    """A long run of the format's container openings: past the codec's nesting limit."""
+    if not ctx.family.tokens:
+        return _duplicate(rng, data, ctx)
+    token = rng.choice(ctx.family.tokens)
+    at = rng.randrange(len(data) + 1)
+    data[at:at] = token * rng.choice((63, 65, 70, 1023, 1100))
+    return None
+
+
+def _append_other(rng: random.Random, data: bytearray, ctx: _Context) -> None:
+    """A whole message of another family after ours (e.g. compact after binary Thrift)."""
+    siblings = [f for f in ctx.others if f.codec is ctx.family.codec and f is not ctx.family]
+    other = rng.choice(siblings or list(ctx.others) or [ctx.family])
+    data += rng.choice(other.requests + other.responses)
+
+
 def _varint_run(rng: random.Random, data: bytearray, ctx: _Context) -> None:
     at = rng.randrange(len(data) + 1)
     data[at : at + rng.randrange(0, 4)] = bytes([rng.choice((0x80, 0xFF))]) * rng.randrange(1, 14)
@@ -279,8 +316,14 @@ _MUTATORS: Final[list[tuple[str, _Mutator]]] = [
     ("swap", _swap),
     ("splice", _splice),
     ("varint", _varint_run),
+    ("nest", _nest),
+    ("other", _append_other),
 ]
-_WEIGHTS: Final = [14, 12, 10, 10, 8, 8, 8, 6, 4, 8, 4]
+_WEIGHTS: Final = [14, 12, 10, 10, 8, 8, 8, 6, 4, 8, 4, 3, 2]
+#: Mutations of a whole multi-message stream (across message boundaries).
+_STREAM_MUTATORS: Final = [
+    m for m in _MUTATORS if m[0] in ("truncate", "insert", "delete", "dup", "swap", "splice")
+]
 
 
 # ------------------------------------------------------------------------------ oracle
@@ -436,7 +479,7 @@ def _check_encode(family: Family, side: Side, md: Metadata, rng: random.Random) 
         raise Finding("encode-identity", f"unchanged message refused: {exc}") from None
     if same != md.origin or same_id != md.origin:
         raise Finding("encode-identity", "encode without changes is not byte-exact")
-    mutation = _mutation(rng)
+    mutation = _mutation(rng, family, md)
     new_id = rng.randrange(1 << family.id_bits)
     try:
         out = codec.encode(md, mutation, request_id=new_id)
@@ -456,9 +499,17 @@ def _check_encode(family: Family, side: Side, md: Metadata, rng: random.Random) 
     return 2
 
 
-def _mutation(rng: random.Random) -> dict[str, str]:
-    keys = rng.sample(_KEY_TAILS, rng.randrange(1, 4))
-    return {_KEY_PREFIX + k: rng.choice(_VALUES) for k in keys}
+def _mutation(rng: random.Random, family: Family, md: Metadata) -> dict[str, str]:
+    """New keys; sometimes one the message has (replaced in place); rarely a huge value (past
+    the format's field widths: the encoder must refuse it with CodecError)."""
+    keys = [_KEY_PREFIX + k for k in rng.sample(_KEY_TAILS, rng.randrange(1, 4))]
+    present = [k for k in _strings(md) if k not in family.reserved]
+    if present and rng.random() < 0.3:
+        keys.append(rng.choice(present))
+    mutation = {key: rng.choice(_VALUES) for key in keys}
+    if rng.random() < 0.002:
+        mutation[keys[0]] = "é" * rng.choice((0x8001, 0x10000, 140_000))
+    return mutation
 
 
 def _check_rewritten(
@@ -496,7 +547,8 @@ def _check_replies(family: Family, side: Side, md: Metadata, rng: random.Random)
         return 1
     if side is not Side.REQUEST or md.message_type not in (MessageType.REQUEST, MessageType.ONEWAY):
         return 0
-    error = LocalError(rng.choice(list(ErrorType)), rng.choice(_MESSAGES))
+    text = rng.choice(_MESSAGES) if rng.random() > 0.01 else "é" * 0x8001  # > 64 KiB UTF-8
+    error = LocalError(rng.choice(list(ErrorType)), text)
     try:
         reply = codec.on_error(md, error)
     except CodecError as exc:

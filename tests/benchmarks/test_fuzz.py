@@ -17,6 +17,7 @@ import pytest
 
 from aeraki.codec.api import LocalError, Metadata, Mutation, Side
 from benchmarks import fuzz
+from benchmarks.fuzz_coverage import measure
 from benchmarks.fuzz_engine import Finding, Input, check_input, make_input, probe_memory
 from benchmarks.results_section import write_section
 from examples.codecs.minirpc import MiniRpcCodec
@@ -173,7 +174,7 @@ def test_inputs_are_reproducible_from_their_seed() -> None:
 
 
 def test_a_small_run_over_every_codec_is_clean_and_reported(tmp_path: Path) -> None:
-    settings = fuzz.Settings(inputs=300, seconds=120, jobs=1, probe_every=20)
+    settings = fuzz.Settings(inputs=300, seconds=120, jobs=1, probe_every=20, coverage_inputs=300)
     tallies, wall = fuzz.run(settings, progress=False)
     assert set(tallies) == set(CODECS)
     for codec, tally in tallies.items():
@@ -183,6 +184,8 @@ def test_a_small_run_over_every_codec_is_clean_and_reported(tmp_path: Path) -> N
         assert tally.verdicts["error"] > 0, codec
         assert tally.encodes > 0, codec
         assert tally.replies > 0, codec
+        assert tally.coverage is not None
+        assert tally.coverage > 0.6, codec  # even 300 inputs get well past the length checks
     text = fuzz.report(settings, tallies, wall)
     assert "Findings: none." in text
     for codec in CODECS:
@@ -195,3 +198,16 @@ def test_a_small_run_over_every_codec_is_clean_and_reported(tmp_path: Path) -> N
     assert final.count("## Fuzzing") == 1
     assert final.index("second") < final.index("Findings: none.")  # newest first
     assert final.startswith("# Results\n\n## Runs (newest first)\n\nolder data-plane runs\n")
+
+
+def test_line_coverage_counts_function_bodies_of_the_codec_files() -> None:
+    cov = measure("minirpc", 200)
+    ((path, executable),) = cov.executable.items()
+    assert path == "examples/codecs/minirpc.py"
+    missed = cov.missed().get(path, [])
+    assert 0 < cov.ratio == 1 - len(missed) / len(executable)
+    source = (Path(__file__).parents[2] / path).read_text().splitlines()
+    first_decode_line = next(
+        i for i, line in enumerate(source, 1) if "buffer += data" in line and "self" not in line
+    )
+    assert first_decode_line in cov.executed[path]  # a line every decode runs

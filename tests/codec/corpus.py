@@ -67,6 +67,10 @@ class Family:
         length: where a message declares its length (None: no message does).
         max_message: the largest whole message the codec accepts, in bytes.
         id_bits: width of the request id on the wire (what ``encode(request_id=...)`` takes).
+        reserved: properties the codec takes from the message itself, which a mutation of the
+            same name does not replace (Thrift's method name, Dubbo's body strings).
+        tokens: byte strings of the format that open a nested value (struct, list, map,
+            object); mutators insert long runs of them to reach the nesting limits.
     """
 
     name: str
@@ -76,6 +80,8 @@ class Family:
     length: LengthField | None
     max_message: int
     id_bits: int
+    reserved: frozenset[str] = frozenset()
+    tokens: tuple[bytes, ...] = ()
 
     @property
     def codec_name(self) -> str:
@@ -99,6 +105,13 @@ def _thrift_families() -> list[Family]:
                 length=LengthField(0, 4, 4, high_bit_unframed=True),
                 max_message=MAX_UNFRAMED_SIZE if unframed else MAX_FRAME_SIZE + 4,
                 id_bits=32,
+                reserved=frozenset({"method", "service"}),
+                # struct field id 1 of type STRUCT; list<struct> of one; map<i32, struct> of one
+                tokens=(
+                    (b"\x0c\x00\x01", b"\x0f\x00\x01\x0c\x00\x00\x00\x01")
+                    if protocol == "binary"
+                    else (b"\x1c", b"\x19\x1c", b"\x1b\x01\x5c")
+                ),
             )
         )
     return out
@@ -113,6 +126,9 @@ def _dubbo_family() -> Family:
         length=LengthField(12, 4, 16),
         max_message=16 + MAX_BODY,
         id_bits=64,
+        reserved=frozenset({"interface", "method", "version"}),
+        # variable list, fixed list of one, map, typed list, object of class 0, a class def
+        tokens=(b"W", b"\x79", b"H", b"\x71\x01a", b"\x60", b"C\x01A\x91\x01f\x60", b"M\x01t"),
     )
 
 
@@ -136,6 +152,7 @@ def _minirpc_family() -> Family:
         length=LengthField(0, 4, 4),
         max_message=4 + minirpc.MAX_FRAME,
         id_bits=32,
+        reserved=frozenset({"method"}),
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aeraki.codec.api import Side
+from aeraki.codec.api import ErrorType, LocalError, Side
 from aeraki.errors import CodecError
 from aeraki.testing.fake_codec import FakeCodec
 from benchmarks.fuzz_engine import Input, check_input, make_input
@@ -105,8 +105,22 @@ def _pool(family: Family, side: Side) -> tuple[bytes, ...]:
 
 def test_fake_codec_refuses_out_of_range_request_ids_with_codec_error() -> None:
     """Found by ``make fuzz``: ``struct.error`` escaped FakeCodec.encode for ids >= 2**64."""
-    fake = next(f for f in FAMILIES if f.codec is FakeCodec)
-    (md,) = FakeCodec(Side.REQUEST).decode(fake.requests[0])
+    (md,) = FakeCodec(Side.REQUEST).decode(_fake().requests[0])
     for bad in (-1, 1 << 64):
         with pytest.raises(CodecError, match="does not fit in 64 bits"):
             FakeCodec(Side.REQUEST).encode(md, {}, request_id=bad)
+
+
+def test_fake_codec_measures_header_lengths_in_bytes() -> None:
+    """Found by ``make fuzz``: a 32,769-character non-ASCII value passed the (character)
+    length check, then ``struct.error`` escaped; a long local-reply message did the same."""
+    (md,) = FakeCodec(Side.REQUEST).decode(_fake().requests[0])
+    with pytest.raises(CodecError, match="exceeds 65535 bytes"):
+        FakeCodec(Side.REQUEST).encode(md, {"x": "é" * 0x8001})
+    reply = FakeCodec(Side.REQUEST).on_error(md, LocalError(ErrorType.UNSPECIFIED, "é" * 0x8001))
+    (got,) = FakeCodec(Side.RESPONSE).decode(reply)
+    assert got.get_string("error-message") == "é" * 0x7FFF  # cut to the field, whole chars
+
+
+def _fake() -> Family:
+    return next(f for f in FAMILIES if f.codec is FakeCodec)

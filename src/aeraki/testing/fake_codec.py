@@ -49,10 +49,16 @@ def build_frame(
     *,
     status: ResponseStatus = ResponseStatus.OK,
 ) -> bytes:
-    """Serialize one frame; used by the codec itself and by tests acting as peers."""
+    """Serialize one frame; used by the codec itself and by tests acting as peers.
+
+    Raises:
+        CodecError: a header key or value longer than its u16 length field (in UTF-8 bytes).
+    """
     parts = [_FIXED.pack(int(message_type), int(status), request_id, len(headers or {}))]
     for key, value in (headers or {}).items():
         k, v = key.encode(), value.encode()
+        if max(len(k), len(v)) > 0xFFFF:
+            raise CodecError(f"fake codec: header {key[:32]!r}... exceeds 65535 bytes")
         parts += [_U16.pack(len(k)), k, _U16.pack(len(v)), v]
     parts.append(payload)
     body = b"".join(parts)
@@ -129,9 +135,6 @@ class FakeCodec(Codec):
             return metadata.origin
         headers = dict(metadata.get("headers") or {})
         headers.update(mutation)
-        too_long = [key for key, value in headers.items() if max(len(key), len(value)) > 0xFFFF]
-        if too_long:
-            raise CodecError(f"fake codec: header {too_long[0][:32]!r}... exceeds 65535 bytes")
         payload = metadata.origin[metadata.get("payload_offset", len(metadata.origin)) :]
         return build_frame(
             metadata.message_type,
@@ -142,7 +145,9 @@ class FakeCodec(Codec):
         )
 
     def on_error(self, metadata: Metadata, error: LocalError) -> bytes:
-        headers = {"error-type": error.type.name, "error-message": error.message}
+        # A reply must always be possible: a message longer than the u16 field is cut.
+        message = error.message.encode()[:0xFFFF].decode(errors="ignore")
+        headers = {"error-type": error.type.name, "error-message": message}
         return build_frame(
             MessageType.ERROR, metadata.request_id, headers, status=ResponseStatus.ERROR
         )
