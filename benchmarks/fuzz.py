@@ -106,6 +106,7 @@ class Tally:
     """What a batch (or a whole codec, summed) did."""
 
     inputs: int = 0
+    #: CPU seconds the workers spent (on a shared machine, wall time would measure others)
     seconds: float = 0.0
     verdicts: Counter[str] = field(default_factory=Counter)
     messages: int = 0
@@ -163,7 +164,7 @@ def run_job(job: Job) -> tuple[str, Tally]:
     """Fuzz one batch (in a worker process, or inline); returns (family name, tally)."""
     signal.signal(signal.SIGALRM, _on_alarm)
     family, tally = _family(job.family), Tally()
-    started = time.perf_counter()
+    cpu_started = time.process_time()
     for index in range(job.count):
         if index % 256 == 0 and time.time() > job.deadline:
             break
@@ -183,7 +184,7 @@ def run_job(job: Job) -> tuple[str, Tally]:
         except InputTimeout:
             _record(tally, "hang", "no result within the time bound", "", case, job, index)
         tally.inputs += 1
-    tally.seconds = time.perf_counter() - started
+    tally.seconds = time.process_time() - cpu_started  # CPU seconds: fair on a busy machine
     tally.max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return job.family, tally
 
@@ -300,7 +301,7 @@ METHOD = """\
   out-of-range ids raise CodecError; local and heartbeat replies decode with the request's id.
   Per-input time bound (SIGALRM) = hang finding. Pending inputs (1 in `FUZZ_PROBE_EVERY`) are fed
   one maximum-size message of filler: holding more than that undecided = runaway memory.
-- **Columns.** *inputs/s/core* = inputs ÷ worker seconds spent on that codec; *mix* = share
+- **Columns.** *inputs/s/core* = inputs ÷ worker CPU seconds spent on that codec; *mix* = share
   of inputs that decoded messages (valid), failed with `CodecError` (some after valid
   messages), or left the codec waiting; *checked* = encode round trips + local replies run on
   decoded messages; *slowest* = longest single input, all its checks included (memory probes
