@@ -8,7 +8,8 @@ tests' real peers on 127.0.0.1: two thriftpy2 servers and two Java Dubbo provide
 ``v1``/``v2`` (ServiceEntry endpoints + DestinationRule subsets, as in the e2e tests).
 
 While ``SOAK_CLIENTS`` client threads (half Thrift, half Dubbo; :mod:`benchmarks.soak_clients`)
-call through the proxy, three schedules run:
+call through the proxy at ``SOAK_RATE`` calls/s in all (2,000; 0 = as fast as answers come),
+three schedules run:
 
 * **routes**: every ``SOAK_ROUTE_EVERY`` s both MetaRouters are rewritten (atomically) with the
   next v1/v2 weight split (100/0, 0/100, 50/50, 80/20, 20/80, …);
@@ -54,7 +55,7 @@ from pathlib import Path
 
 from aeraki.control.cli import local_proxy_bootstrap
 from benchmarks.results_section import machine_line, write_section
-from benchmarks.soak_clients import ClientTally, dubbo_client, thrift_client
+from benchmarks.soak_clients import ClientTally, Pacer, dubbo_client, thrift_client
 from tests.control.test_runtime import service_yaml
 from tests.integration.peers.dubbo import start_dubbo_provider
 from tests.integration.peers.procs import (
@@ -93,6 +94,7 @@ class Settings:
     seconds: float = 600.0
     warmup: float = 60.0
     clients: int = 8
+    rate: float = 2000.0
     route_every: float = 1.0
     kill_every: float = 30.0
     down_seconds: float = 3.0
@@ -364,8 +366,9 @@ def _start_clients(
             (thrift_client, m.thrift_port) if protocol == "thrift" else (dubbo_client, m.dubbo_port)
         )
         kwargs = {"timeout": s.call_timeout, "max_calls": s.max_calls}
+        pacer = Pacer(s.rate / s.clients, stop)
         thread = threading.Thread(
-            target=target, args=(port, stop, tally), kwargs=kwargs, daemon=True
+            target=target, args=(port, pacer, tally), kwargs=kwargs, daemon=True
         )
         tallies.append(tally)
         threads.append(thread)
@@ -473,8 +476,9 @@ METHOD = """\
   a MetaRouter per protocol) and `aeraki proxy` (its ADS client), separate processes; upstreams
   are two thriftpy2 servers (framed binary) and two Java Dubbo providers (Hessian2), v1/v2.
 - **Load.** `SOAK_CLIENTS` threads (half thriftpy2 `whoami`/`echo`, half raw Dubbo
-  `whoami`/`sayHello`), closed loop, one call in flight each, every call bounded by
-  `SOAK_CALL_TIMEOUT` s; no retries or timeouts configured in the mesh.
+  `whoami`/`sayHello`), one call in flight each, paced to `SOAK_RATE` calls/s in all (a steady
+  moderate load on a shared 2-CPU machine), every call bounded by `SOAK_CALL_TIMEOUT` s; no
+  retries or timeouts configured in the mesh.
 - **Churn.** Both MetaRouters rewritten every second (v1/v2 weights cycling 100/0, 0/100,
   50/50, 80/20, 20/80); every 30 s one upstream (thrift v1, dubbo v1, thrift v2, dubbo v2 in
   turn) is SIGKILLed by PID and restarted on its port `SOAK_DOWN_SECONDS` later.

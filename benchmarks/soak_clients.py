@@ -29,7 +29,7 @@ from tests.integration.peers.procs import LOOPBACK
 from tests.integration.peers.thrift_client import make_thrift_client
 from tests.integration.peers.thrift_idl import application_exception_class
 
-__all__ = ["ClientTally", "dubbo_client", "thrift_client"]
+__all__ = ["ClientTally", "Pacer", "dubbo_client", "thrift_client"]
 
 _LABEL = re.compile(r"(v\d+)$")
 #: The Thrift echo payload: big enough to span reads, checked byte for byte on the way back.
@@ -71,23 +71,46 @@ class ClientTally:
             self.failures.append((started, f"{type(exc).__name__}: {exc}"[:200]))
 
 
+class Pacer:
+    """Spaces one client's calls ``1 / rate`` seconds apart (rate 0: back to back), so the
+    soak applies a steady, moderate load instead of saturating a shared machine.
+
+    A client that falls behind (a slow answer) does not burst to catch up by more than one
+    second's worth of calls.
+    """
+
+    def __init__(self, rate: float, stop: threading.Event) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.stop = stop
+        self.next_at = time.monotonic()
+
+    def ready(self) -> bool:
+        """Wait for the next call's slot; False once the soak is stopping."""
+        if self.interval:
+            now = time.monotonic()
+            self.next_at = max(self.next_at + self.interval, now - 1.0)
+            if self.next_at > now:
+                return not self.stop.wait(self.next_at - now)
+        return not self.stop.is_set()
+
+
 def _shorten(text: str) -> str:
     return re.sub(r"\d+", "N", text)[:120]
 
 
 def thrift_client(
-    port: int, stop: threading.Event, tally: ClientTally, *, timeout: float, max_calls: int
+    port: int, pacer: Pacer, tally: ClientTally, *, timeout: float, max_calls: int
 ) -> None:
     """Call ``whoami`` and ``echo`` through the proxy until ``stop`` (or ``max_calls``)."""
     app_error = application_exception_class("thriftpy2")
-    while not stop.is_set() and tally.calls < max_calls:
+    while not pacer.stop.is_set() and tally.calls < max_calls:
         started = time.monotonic()
         try:
             with make_thrift_client(
                 "thriftpy2", "framed", "binary", LOOPBACK, port, timeout=timeout
             ) as client:
                 tally.connects += 1
-                while not stop.is_set() and tally.calls < max_calls:
+                while tally.calls < max_calls and pacer.ready():
                     started = time.monotonic()
                     try:
                         if tally.calls % 4 == 3:
@@ -105,16 +128,16 @@ def thrift_client(
 
 
 def dubbo_client(
-    port: int, stop: threading.Event, tally: ClientTally, *, timeout: float, max_calls: int
+    port: int, pacer: Pacer, tally: ClientTally, *, timeout: float, max_calls: int
 ) -> None:
     """Send ``whoami`` and ``sayHello`` frames through the proxy until ``stop``."""
     request_id = 0
-    while not stop.is_set() and tally.calls < max_calls:
+    while not pacer.stop.is_set() and tally.calls < max_calls:
         started = time.monotonic()
         try:
             with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
                 tally.connects += 1
-                while not stop.is_set() and tally.calls < max_calls:
+                while tally.calls < max_calls and pacer.ready():
                     request_id += 1
                     started = time.monotonic()
                     _dubbo_call(sock, request_id, tally, started)

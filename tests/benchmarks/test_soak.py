@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
-    settings = soak.Settings(seconds=8, warmup=2, clients=4, kill_every=3, down_seconds=2)
+    settings = soak.Settings(
+        seconds=8, warmup=2, clients=4, rate=1000, kill_every=3, down_seconds=2
+    )
     result = soak.run(settings, tmp_path, log=lambda line: None)
     assert result.problems == []
     assert [(k.protocol, k.label) for k in result.kills] == [("thrift", "v1"), ("dubbo", "v1")]
