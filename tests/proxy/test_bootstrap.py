@@ -573,9 +573,9 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
         "not supported yet",
     ),
     (
-        "unsupported node locality",
-        lambda d: d["node"].update(locality={"zone": "z1"}),
-        "node.locality",
+        "unsupported node field",
+        lambda d: d["node"].update(user_agent_name="x"),
+        "node.user_agent_name",
         "not supported yet",
     ),
     ("tracing", lambda d: tc(d).update(tracing={}), TC + ".tracing", "not supported yet"),

@@ -48,6 +48,7 @@ from aeraki.proxy.config import (
     ClusterConfig,
     DiscoveryType,
     ListenerConfig,
+    Locality,
     ProxyConfig,
 )
 
@@ -195,6 +196,11 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
         node_id=bootstrap.node.id,
         node_cluster=bootstrap.node.cluster,
         node_metadata=json_format.MessageToDict(bootstrap.node.metadata),
+        node_locality=Locality(
+            bootstrap.node.locality.region,
+            bootstrap.node.locality.zone,
+            bootstrap.node.locality.sub_zone,
+        ),
         ads=ads,
     )
 

@@ -14,6 +14,7 @@ from aeraki.proxy.config import (
     DiscoveryType,
     EndpointConfig,
     LbPolicy,
+    Locality,
     SocketAddress,
 )
 
@@ -115,6 +116,8 @@ def convert_cluster(cluster: Any, path: str, problems: Problems, *, has_ads: boo
         if count < 2:
             problems.add(join(path, "least_request_lb_config.choice_count"), "must be at least 2")
         kwargs["choice_count"] = count
+    if cluster.common_lb_config.HasField("locality_weighted_lb_config"):
+        kwargs["locality_weighted"] = True
     kwargs["connect_timeout"] = _positive_duration(cluster, "connect_timeout", path, problems, 5.0)
     kwargs["dns_refresh_rate"] = _positive_duration(
         cluster, "dns_refresh_rate", path, problems, 5.0
@@ -165,10 +168,26 @@ def convert_load_assignment(
     problems: Problems,
     discovery: DiscoveryType = DiscoveryType.STATIC,
 ) -> tuple[EndpointConfig, ...]:
-    """The endpoints of a ``ClusterLoadAssignment`` (a cluster's, or an EDS resource)."""
+    """The endpoints of a ``ClusterLoadAssignment`` (a cluster's, or an EDS resource).
+
+    Each endpoint takes its ``LocalityLbEndpoints`` group's locality, priority and weight; a
+    locality may appear once per priority (Envoy rejects duplicates too).
+    """
     out: list[EndpointConfig] = []
-    for i, locality in enumerate(assignment.endpoints):
-        for j, lb_endpoint in enumerate(locality.lb_endpoints):
+    seen: set[tuple[int, Locality]] = set()
+    for i, group in enumerate(assignment.endpoints):
+        g_path = join(la_path, f"endpoints[{i}]")
+        locality = Locality(group.locality.region, group.locality.zone, group.locality.sub_zone)
+        if (group.priority, locality) in seen:
+            problems.add(
+                join(g_path, "locality"),
+                f"duplicate locality {locality} in priority {group.priority}",
+            )
+        seen.add((group.priority, locality))
+        locality_weight = group.load_balancing_weight.value
+        if group.HasField("load_balancing_weight") and locality_weight < 1:
+            problems.add(join(g_path, "load_balancing_weight"), "must be at least 1")
+        for j, lb_endpoint in enumerate(group.lb_endpoints):
             e_path = join(la_path, f"endpoints[{i}].lb_endpoints[{j}]")
             if not lb_endpoint.HasField("endpoint"):
                 problems.add(join(e_path, "endpoint"), "required")
@@ -192,5 +211,14 @@ def convert_load_assignment(
                 key: json_format.MessageToDict(value)
                 for key, value in lb_endpoint.metadata.filter_metadata.items()
             }
-            out.append(EndpointConfig(address=address, weight=weight, metadata=metadata))
+            out.append(
+                EndpointConfig(
+                    address=address,
+                    weight=weight,
+                    metadata=metadata,
+                    locality=locality,
+                    priority=group.priority,
+                    locality_weight=locality_weight,
+                )
+            )
     return tuple(out)

@@ -30,7 +30,8 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources": "listeners clusters",
         "envoy.config.bootstrap.v3.Bootstrap.DynamicResources": "ads_config lds_config cds_config",
         "envoy.config.bootstrap.v3.Admin": "address",
-        "envoy.config.core.v3.Node": "id cluster metadata",
+        "envoy.config.core.v3.Node": "id cluster metadata locality",
+        "envoy.config.core.v3.Locality": "region zone sub_zone",
         "envoy.config.core.v3.ApiConfigSource": (
             "api_type transport_api_version grpc_services set_node_on_first_message_only"
         ),
@@ -51,7 +52,11 @@ SUPPORTED: dict[str, frozenset[str]] = {
             " http2_protocol_options"
             " circuit_breakers outlier_detection health_checks max_requests_per_connection"
             " typed_extension_protocol_options"
+            " common_lb_config"
         ),
+        # --- locality-aware balancing (aeraki.proxy.upstream.lb.priority) ---
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig": "locality_weighted_lb_config",
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig": "",
         "envoy.config.cluster.v3.Cluster.EdsClusterConfig": "eds_config service_name",
         "envoy.config.cluster.v3.Cluster.RingHashLbConfig": "minimum_ring_size maximum_ring_size",
         "envoy.config.cluster.v3.Cluster.MaglevLbConfig": "table_size",
@@ -97,7 +102,9 @@ SUPPORTED: dict[str, frozenset[str]] = {
         # gRPC (our xDS client) always speaks HTTP/2; the empty option is accepted for Envoy.
         "envoy.config.core.v3.Http2ProtocolOptions": "",
         "envoy.config.endpoint.v3.ClusterLoadAssignment": "cluster_name endpoints",
-        "envoy.config.endpoint.v3.LocalityLbEndpoints": "lb_endpoints",
+        "envoy.config.endpoint.v3.LocalityLbEndpoints": (
+            "lb_endpoints locality load_balancing_weight priority"
+        ),
         "envoy.config.endpoint.v3.LbEndpoint": "endpoint load_balancing_weight metadata",
         "envoy.config.endpoint.v3.Endpoint": "address",
         "envoy.config.core.v3.Metadata": "filter_metadata",

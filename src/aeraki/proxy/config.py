@@ -28,9 +28,11 @@ __all__ = [
     "HealthCheckConfig",
     "LbPolicy",
     "ListenerConfig",
+    "Locality",
     "MatchKind",
     "MetaProtocolConfig",
     "MirrorPolicy",
+    "NO_LOCALITY",
     "OutlierConfig",
     "ProxyConfig",
     "RetryBudgetConfig",
@@ -52,6 +54,25 @@ class SocketAddress:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Locality:
+    """Where an endpoint (or this proxy) runs: Envoy's ``core.v3.Locality``.
+
+    Empty fields mean "unknown"; two localities are the same only if all three fields are.
+    """
+
+    region: str = ""
+    zone: str = ""
+    sub_zone: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.region, self.zone, self.sub_zone) if p) or "-"
+
+
+#: The locality of an endpoint or proxy that did not say where it runs.
+NO_LOCALITY = Locality()
 
 
 class MatchKind(enum.Enum):
@@ -262,11 +283,18 @@ class LbPolicy(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointConfig:
-    """One endpoint of a cluster; ``metadata`` is ``filter_metadata`` as plain dicts."""
+    """One endpoint of a cluster; ``metadata`` is ``filter_metadata`` as plain dicts.
+
+    ``locality``, ``priority`` and ``locality_weight`` come from the endpoint's
+    ``LocalityLbEndpoints`` group (its ``load_balancing_weight``; 0 = not given).
+    """
 
     address: SocketAddress
     weight: int = 1
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    locality: Locality = NO_LOCALITY
+    priority: int = 0
+    locality_weight: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -348,6 +376,9 @@ class ClusterConfig:
     maglev_table_size: int = 65537
     #: LEAST_REQUEST: how many random hosts are compared (power of two choices).
     choice_count: int = 2
+    #: ``common_lb_config.locality_weighted_lb_config``: within a priority, pick a locality
+    #: by its (health-adjusted) weight first (aeraki.proxy.upstream.lb.priority).
+    locality_weighted: bool = False
     #: STRICT_DNS re-resolution period in seconds.
     dns_refresh_rate: float = 5.0
     #: EDS: the ClusterLoadAssignment name to subscribe to ("" = the cluster name).
@@ -399,4 +430,6 @@ class ProxyConfig:
     #: ``node.metadata`` as plain data; sent to the control plane, which may scope what
     #: this proxy gets by it (e.g. NAMESPACE, SERVICES, BIND_ADDRESS).
     node_metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: ``node.locality``: sent to the control plane, which ranks endpoints by it.
+    node_locality: Locality = NO_LOCALITY
     ads: AdsConfig | None = None

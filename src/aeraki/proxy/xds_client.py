@@ -26,7 +26,7 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from aeraki.errors import AerakiError
-from aeraki.proxy.config import AdsConfig
+from aeraki.proxy.config import NO_LOCALITY, AdsConfig
 from aeraki.proxy.xds_apply import (
     TYPE_CDS,
     TYPE_EDS,
@@ -75,6 +75,13 @@ class XdsClient:
         config = server.config
         self.node = base_pb2.Node(id=config.node_id, cluster=config.node_cluster)
         self.node.metadata.update(dict(config.node_metadata))
+        locality = config.node_locality
+        if locality != NO_LOCALITY:  # the control plane ranks endpoints by it
+            self.node.locality.CopyFrom(
+                base_pb2.Locality(
+                    region=locality.region, zone=locality.zone, sub_zone=locality.sub_zone
+                )
+            )
         self._connected = False
         self._connection_changed = asyncio.Event()
         self.last_nack = ""

@@ -44,9 +44,13 @@ class Cluster:
             self.set_hosts(_hosts_of(config.endpoints))
 
     def set_hosts(self, hosts: Sequence[Host]) -> None:
-        """Replace the host set; pools of hosts that left are closed."""
+        """Replace the host set; pools of hosts that left are closed.
+
+        A host that stays keeps its object (health, counters, pools) but takes the new
+        weight and placement (locality, priority): an EDS update may move it.
+        """
         kept = {host.key: host for host in self.hosts}
-        merged = [kept.get(host.key, host) for host in hosts]
+        merged = [_keep(kept.get(host.key), host) for host in hosts]
         self.hosts = merged
         self.health.set_hosts(merged)
         self.lb = create_load_balancer(self.config, merged)
@@ -106,13 +110,7 @@ class Cluster:
                 ip = str(info[4][0])
                 if ip not in seen:
                     seen.add(ip)
-                    hosts.append(
-                        Host(
-                            SocketAddress(ip, address.port),
-                            weight=endpoint.weight,
-                            metadata=endpoint.metadata,
-                        )
-                    )
+                    hosts.append(_host_of(endpoint, SocketAddress(ip, address.port)))
         if [h.key for h in hosts] != [h.key for h in self.hosts]:
             self.set_hosts(hosts)
 
@@ -147,8 +145,31 @@ class Cluster:
         return f"<Cluster {self.name} hosts={len(self.hosts)} pools={len(self._pools)}>"
 
 
+def _keep(old: Host | None, new: Host) -> Host:
+    if old is None:
+        return new
+    old.weight = new.weight
+    old.metadata = new.metadata
+    old.locality = new.locality
+    old.priority = new.priority
+    old.locality_weight = new.locality_weight
+    return old
+
+
+def _host_of(e: EndpointConfig, address: SocketAddress | None = None) -> Host:
+    """A host for endpoint ``e`` (at ``address``, a resolved address of ``e``, if given)."""
+    return Host(
+        address or e.address,
+        weight=e.weight,
+        metadata=e.metadata,
+        locality=e.locality,
+        priority=e.priority,
+        locality_weight=e.locality_weight,
+    )
+
+
 def _hosts_of(endpoints: Iterable[EndpointConfig]) -> list[Host]:
-    return [Host(e.address, weight=e.weight, metadata=e.metadata) for e in endpoints]
+    return [_host_of(e) for e in endpoints]
 
 
 class ClusterManager:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aeraki.proxy.config import SocketAddress
+from aeraki.proxy.config import NO_LOCALITY, Locality, SocketAddress
 from aeraki.proxy.upstream.outcome import Outcome, OutcomeMonitor
 
 __all__ = ["Host"]
@@ -28,8 +28,11 @@ class Host:
         "failed_outlier_check",
         "healthy",
         "key",
+        "locality",
+        "locality_weight",
         "metadata",
         "monitor",
+        "priority",
         "weight",
     )
 
@@ -39,10 +42,18 @@ class Host:
         *,
         weight: int = 1,
         metadata: Mapping[str, Any] | None = None,
+        locality: Locality = NO_LOCALITY,
+        priority: int = 0,
+        locality_weight: int = 0,
     ) -> None:
         self.address = address
         self.weight = max(1, weight)
         self.metadata: Mapping[str, Any] = metadata or {}
+        #: placement for locality-aware balancing (aeraki.proxy.upstream.lb.priority);
+        #: ``locality_weight`` is the weight of the host's locality group (0 = not given).
+        self.locality = locality
+        self.priority = priority
+        self.locality_weight = locality_weight
         self.active_requests = 0
         self.healthy = True
         self.failed_active_hc = False

@@ -3,6 +3,12 @@
 Every balancer satisfies :class:`~aeraki.proxy.upstream.lb.api.LoadBalancer`: ``choose``
 reads a structure precomputed over the healthy hosts (or all hosts in panic mode), and
 ``update`` rebuilds it when the host set or health changes (see :mod:`.api`).
+
+A cluster whose hosts span several priorities, or that balances by locality weight, gets a
+:class:`~.priority.PriorityLoadBalancer` around the policy; every other cluster gets the
+policy's balancer itself, so the common case pays nothing for locality support. The choice
+is made here, from the hosts given: ``update(hosts)`` keeps the balancer's kind (the cluster
+calls this factory again when its host set changes).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.lb.api import BaseLoadBalancer, LoadBalancer, select_targets
 from aeraki.proxy.upstream.lb.least_request import LeastRequestLoadBalancer
 from aeraki.proxy.upstream.lb.maglev import MaglevLoadBalancer, is_prime
+from aeraki.proxy.upstream.lb.priority import PriorityLoadBalancer
 from aeraki.proxy.upstream.lb.random_lb import RandomLoadBalancer
 from aeraki.proxy.upstream.lb.ring_hash import RingHashLoadBalancer
 from aeraki.proxy.upstream.lb.round_robin import RoundRobinLoadBalancer
@@ -25,6 +32,7 @@ __all__ = [
     "LeastRequestLoadBalancer",
     "LoadBalancer",
     "MaglevLoadBalancer",
+    "PriorityLoadBalancer",
     "RandomLoadBalancer",
     "RingHashLoadBalancer",
     "RoundRobinLoadBalancer",
@@ -76,4 +84,7 @@ def create_load_balancer(
     tests); ``path`` locates the cluster in :class:`ConfigError` messages.
     """
     validate_lb_config(config, path)
-    return _POLICIES[config.lb_policy](config, hosts, rng)
+    policy = _POLICIES[config.lb_policy]
+    if config.locality_weighted or any(h.priority for h in hosts):
+        return PriorityLoadBalancer(config, hosts, rng, policy)
+    return policy(config, hosts, rng)

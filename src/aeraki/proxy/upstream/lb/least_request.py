@@ -27,9 +27,11 @@ class LeastRequestLoadBalancer(BaseLoadBalancer):
     """Power of N choices on active requests, weight-aware when weights differ."""
 
     _equal_weights: bool
+    _extra_choices: int
 
     def _rebuild(self, targets: tuple[Host, ...]) -> None:
         self._equal_weights = len({h.weight for h in targets}) <= 1
+        self._extra_choices = self._config.choice_count - 1
 
     def choose(self, hash_key: int | None) -> Host | None:
         """The least loaded of ``choice_count`` random hosts; ``hash_key`` is ignored."""
@@ -39,13 +41,17 @@ class LeastRequestLoadBalancer(BaseLoadBalancer):
             return None
         rand = self._rng.random  # int(random() * n) < n for n < 2**53; faster than randrange
         best = targets[int(rand() * n)]
+        extra = self._extra_choices
         if self._equal_weights:
-            for _ in range(self._config.choice_count - 1):
+            if extra == 1:  # the default (P2C): no loop
+                candidate = targets[int(rand() * n)]
+                return candidate if candidate.active_requests < best.active_requests else best
+            for _ in range(extra):
                 candidate = targets[int(rand() * n)]
                 if candidate.active_requests < best.active_requests:
                     best = candidate
             return best
-        for _ in range(self._config.choice_count - 1):
+        for _ in range(extra):
             candidate = targets[int(rand() * n)]
             if candidate.weight * (best.active_requests + 1) > best.weight * (
                 candidate.active_requests + 1

@@ -6,7 +6,8 @@ slot ``j`` of its permutation is ``(offset + j * skip) % M``. Hosts take turns c
 next free preferred slot until the table is full. Weights follow Envoy's weighted filling: on
 iteration ``t`` (from 1) a host claims a slot only when ``t * weight >= target``, and each
 claim adds ``max_weight`` to its target, so a host of weight ``max/3`` claims every third
-iteration. Same host keys, same table (across processes and restarts).
+iteration. Hosts take turns in the order of their keys (as in Envoy), so the same host keys
+give the same table whatever order the endpoints come in, across processes and restarts.
 
 Lookup is ``table[hash_key % M]`` — O(1), no allocation. A request without a hash key gets a
 random slot. Removing a host mostly changes only the slots that host owned (Maglev's minimal
@@ -19,10 +20,12 @@ prime ``maglev_table_size``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import xxhash
 
 from aeraki.proxy.upstream.host import Host
-from aeraki.proxy.upstream.lb.api import BaseLoadBalancer
+from aeraki.proxy.upstream.lb.api import BaseLoadBalancer, host_weights
 
 __all__ = ["MaglevLoadBalancer", "build_table", "is_prime"]
 
@@ -41,10 +44,25 @@ def is_prime(n: int) -> bool:
     return True
 
 
-def build_table(targets: tuple[Host, ...], size: int) -> list[Host]:
-    """The filled lookup table of ``size`` slots (``size`` prime); empty if no targets."""
-    if not targets:
+def build_table(
+    targets: Sequence[Host], size: int, weights: Sequence[float] | None = None
+) -> list[Host]:
+    """The filled lookup table of ``size`` slots (``size`` prime); empty if no targets.
+
+    ``weights`` (default: the host weights) are the targets' shares; a target of weight 0
+    gets no slot.
+    """
+    if weights is None:
+        weights = [float(h.weight) for h in targets]
+    # Sorted by key, as Envoy does: hosts take turns in this order, so the table must not
+    # depend on the order the endpoints were listed in (EDS may reorder them).
+    pairs = sorted(
+        ((h, w) for h, w in zip(targets, weights, strict=True) if w > 0), key=lambda p: p[0].key
+    )
+    if not pairs:
         return []
+    targets = [h for h, _ in pairs]
+    weights = [w for _, w in pairs]
     n = len(targets)
     position = [0] * n
     skips = [0] * n
@@ -52,9 +70,8 @@ def build_table(targets: tuple[Host, ...], size: int) -> list[Host]:
         key = host.key.encode()
         position[i] = xxhash.xxh64_intdigest(key, 0) % size
         skips[i] = xxhash.xxh64_intdigest(key, 1) % (size - 1) + 1
-    weights = [h.weight for h in targets]
     max_weight = max(weights)
-    goal = [0] * n
+    goal = [0.0] * n
     table: list[Host | None] = [None] * size
     filled = 0
     iteration = 0
@@ -82,7 +99,10 @@ class MaglevLoadBalancer(BaseLoadBalancer):
     _size: int
 
     def _rebuild(self, targets: tuple[Host, ...]) -> None:
-        self._table = build_table(targets, self._config.maglev_table_size)
+        config = self._config
+        self._table = build_table(
+            targets, config.maglev_table_size, host_weights(targets, config.locality_weighted)
+        )
         self._size = len(self._table)
 
     def choose(self, hash_key: int | None) -> Host | None:
