@@ -296,3 +296,45 @@ def test_body_length_limit_is_checked_on_the_header() -> None:
     assert codec.decode(too_big[:15]) == []
     with pytest.raises(CodecError, match="body length"):
         codec.decode(too_big[15:])
+
+
+# -- attachment maps whose bytes are all ASCII (sliced from one decoded copy) ---------------
+
+
+ASCII_MAP = h2w.map_(
+    [
+        (h2w.string("a"), h2w.string("1")),
+        (h2w.string("null"), h2w.null()),
+        (h2w.string("yes"), h2w.boolean(True)),
+        (h2w.string("int"), h2w.int_(7, form="I")),  # b"I\x00\x00\x00\x07": ASCII bytes
+        (h2w.string("nested"), h2w.map_([(h2w.string("k"), h2w.string("v"))])),
+        (h2w.string("Medium"), h2w.string("m" * 40)),  # the two-byte length form
+        (h2w.string("a"), h2w.string("2")),  # a later duplicate wins
+    ]
+)
+
+
+def test_ascii_attachment_map_with_values_of_every_kind() -> None:
+    frame = h2w.request(attachments=ASCII_MAP)
+    assert frame[frame.index(ASCII_MAP) :].isascii()
+    md = decode_one(frame)
+    assert md.load_strings() == {
+        "interface": h2w.SVC,
+        "method": "sayHi",
+        "version": "1.0.0",
+        "a": "2",
+        "medium": "m" * 40,
+    }
+    again = _reencoded(frame, {"Medium": "x", "int": "8"})
+    assert (again.get_string("medium"), again.get_string("int")) == ("x", "8")
+    for kept in (h2w.null(), h2w.boolean(True), h2w.map_([(h2w.string("k"), h2w.string("v"))])):
+        assert kept in again.origin
+
+
+@pytest.mark.parametrize("cut", range(1, len(ASCII_MAP)))
+def test_ascii_attachment_map_cut_anywhere_is_refused_on_rewrite(cut: int) -> None:
+    frame = h2w.request(attachments=ASCII_MAP[:cut])
+    md = decode_one(frame)
+    assert md.load_strings() == {"interface": h2w.SVC, "method": "sayHi", "version": "1.0.0"}
+    with pytest.raises(CodecError):
+        DubboCodec(Side.REQUEST).encode(md, {"k": "v"})
