@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 
 import pytest
 
 from aeraki.codec.api import ResponseStatus
 from aeraki.proxy.config import (
+    CircuitBreakerConfig,
     FaultAbortConfig,
     FaultConfig,
     FaultDelayConfig,
@@ -382,4 +384,38 @@ async def test_fault_delay_percentage_holds_statistically() -> None:
             # Binomial(1000, 0.4): sigma ~ 15.5; 5-sigma bounds fail by chance < 1e-6.
             sigma = math.sqrt(calls * percent / 100 * (1 - percent / 100))
             assert abs(delayed - calls * percent / 100) < 5 * sigma
+            await client.close()
+
+
+async def test_the_retry_breaker_stops_retries_and_counts_the_overflow() -> None:
+    """``max_retries: 0``: a failing attempt is answered at once instead of retried."""
+    async with upstreams("v1", "v2") as (v1, v2):
+        breaker = CircuitBreakerConfig(max_retries=0)
+        config = listener(
+            route("c1", retry_policy=retries(2, on=RetryOn.RESET)),
+            clusters=[replace(cluster("c1", v1.port, v2.port), circuit_breakers=breaker)],
+        )
+        async with running(config) as server:
+            client = await client_of(server)
+            reply = await client.call(1, {"close-on": "v1,v2"})
+            assert is_error(reply, "UNSPECIFIED")
+            assert len(v1.received) + len(v2.received) == 1
+            assert cluster_stat(server, "upstream_rq_retry_overflow") == 1
+            await client.close()
+
+
+async def test_a_retrying_request_holds_one_retry_slot_until_it_ends() -> None:
+    async with upstreams("v1", "v2") as (v1, v2):
+        breaker = CircuitBreakerConfig(max_retries=1)
+        config = listener(
+            route("c1", retry_policy=retries(3, on=RetryOn.RESET)),
+            clusters=[replace(cluster("c1", v1.port, v2.port), circuit_breakers=breaker)],
+        )
+        async with running(config) as server:
+            client = await client_of(server)
+            reply = await client.call(1, {"close-on": "v1,v2"})
+            assert is_error(reply, "UNSPECIFIED")
+            assert len(v1.received) + len(v2.received) == 4  # one slot, three retries
+            assert server.clusters.clusters["c1"].limits.retries == 0  # given back
+            assert cluster_stat(server, "upstream_rq_retry_overflow") == 0
             await client.close()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from aeraki.proxy.upstream.cluster import Cluster
     from aeraki.proxy.upstream.connection import UpstreamConnection
     from aeraki.proxy.upstream.host import Host
+    from aeraki.proxy.upstream.limits import ClusterLimits
 
 __all__ = ["ActiveRequest"]
 
@@ -71,6 +72,7 @@ class ActiveRequest:
         "metadata",
         "mutation",
         "pool",
+        "retry_limits",
         "route",
         "timer",
         "try_timer",
@@ -100,6 +102,8 @@ class ActiveRequest:
         #: attempts started (1 + retries).
         self.attempts = 0
         self.last_host: Host | None = None
+        #: the circuit breaker whose retry slot this request holds (from its first retry).
+        self.retry_limits: ClusterLimits | None = None
 
     # -- decoder chain and router (§20.2) -------------------------------------------------
     def start(self) -> None:
@@ -403,7 +407,27 @@ class ActiveRequest:
             idempotent = route.idempotent and self.metadata.idempotent
             if not idempotent and not policy.retry_non_idempotent:
                 return False
+        return self._hold_retry_slot()
+
+    def _hold_retry_slot(self) -> bool:
+        """Take the cluster's retry slot (``max_retries`` or the retry budget), once per
+        request: retries cannot multiply the load on a cluster that is failing."""
+        cluster = self.downstream.listener.clusters.get(self.cluster_name)
+        if cluster is None:
+            return False
+        limits = cluster.limits
+        if self.retry_limits is limits:
+            return True
+        self._release_retry_slot()
+        if not limits.try_start_retry():
+            return False
+        self.retry_limits = limits
         return True
+
+    def _release_retry_slot(self) -> None:
+        if self.retry_limits is not None:
+            self.retry_limits.end_retry()
+            self.retry_limits = None
 
     def _schedule_retry(self) -> None:
         """Forget the failed attempt and start the next one after a jittered back-off."""
@@ -497,6 +521,8 @@ class ActiveRequest:
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None
+        if self.retry_limits is not None:
+            self._release_retry_slot()
         self.downstream.on_request_done(self)
 
 
