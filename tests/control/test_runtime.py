@@ -412,3 +412,53 @@ async def test_disconnected_node_is_forgotten(harness: Harness) -> None:
     await client.close()
     await harness.wait(lambda: harness.plane.metrics.proxies_connected == 0)
     assert harness.snapshot("short-lived") is None
+
+
+async def test_real_translation_is_incremental_and_equals_a_fresh_one(tmp_path: Path) -> None:
+    """With the real translator a MetaRouter edit rebuilds the edited service's pieces only:
+    every other resource of the new snapshot is the previous snapshot's very object, and the
+    whole is what a translation from scratch gives."""
+    from aeraki.control.runtime import translate_options
+    from aeraki.control.translate import NodeInfo, translate
+
+    root = tmp_path / "mesh"
+    write_mesh(root)
+    plane = ControlPlane(FileSource(root, interval=0.05), xds_port=0)
+    port = await plane.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    client = AdsClient(channel, "proxy-a")
+    client.subscribe(CLUSTER_TYPE)
+    client.subscribe(LISTENER_TYPE)
+    task = asyncio.create_task(_ack_forever(client))
+    try:
+        await plane.wait_until(lambda: plane.in_sync("proxy-a"), WAIT)
+        old = plane.cache.get_snapshot("proxy-a")
+        assert old is not None
+        (root / "thrift-route.yaml").write_text(
+            router_yaml("thrift", "meta-thrift", THRIFT, to_subset(THRIFT, "v2"))
+        )
+        await plane.wait_until(lambda: plane.cache.get_snapshot("proxy-a") != old, WAIT)
+        new = plane.cache.get_snapshot("proxy-a")
+        assert new is not None
+        assert plane.config is not None
+        fresh = Snapshot.from_messages(
+            *translate(plane.config, NodeInfo(id="proxy-a"), translate_options()).resources
+        )
+        assert new == fresh
+        rebuilt = {
+            (t.rsplit(".", 1)[-1], name)
+            for t in new.type_urls()
+            for name, res in new.resources(t).items()
+            if old.resources(t).get(name) is not res
+        }
+        assert rebuilt == {
+            ("RouteConfiguration", f"{THRIFT}_19090"),
+            ("Listener", "127.0.0.1_19090"),  # rebuilt (it reads the MetaRouter), same content
+        }
+        assert new.version(LISTENER_TYPE) == old.version(LISTENER_TYPE)
+    finally:
+        await client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await channel.close()
+        await plane.stop()

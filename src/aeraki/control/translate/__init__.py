@@ -10,15 +10,18 @@ codecs) it emits, following reference §6 with the §16 quirks fixed:
 - an outbound listener ``<address>_<port>`` with the ``aeraki.meta_protocol_proxy`` filter,
   routes over ADS named ``<host>_<port>`` (§6.1);
 - the route configuration ``<host>_<port>`` in the HTTP RDS carrier form (§6.8–§6.9) from the
-  MetaRouter, or the default route to ``outbound|<port>||<host>``;
+  MetaRouter, or the default route to ``outbound|<port>||<host>`` (Aeraki's own MetaProtocol
+  form, for our proxy, when a route uses the timeout/retries/fault extension);
 - clusters ``outbound|<port>|<subset>|<host>`` with their endpoints from the ServiceEntry and
   the load balancer of the DestinationRule;
 - inbound listeners and ``inbound|<port>||`` clusters when the node is the server sidecar (§6.2).
 
-Node metadata and scoping rules: :mod:`.api` and :mod:`.translate`.
+Node metadata and scoping rules: :mod:`.api` and :mod:`.translate`; incremental translation
+(reusing what unchanged resources produced last time): :mod:`.memo`.
 """
 
 from aeraki.control.translate.api import NodeInfo, TranslateOptions, Translation
+from aeraki.control.translate.memo import TranslationMemo
 from aeraki.control.translate.translate import translate
 
-__all__ = ["NodeInfo", "TranslateOptions", "Translation", "translate"]
+__all__ = ["NodeInfo", "TranslateOptions", "Translation", "TranslationMemo", "translate"]

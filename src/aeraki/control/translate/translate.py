@@ -47,6 +47,7 @@ from aeraki.control.translate.listeners import (
     meta_protocol_filters,
     meta_protocol_proxy,
 )
+from aeraki.control.translate.memo import TranslationMemo
 from aeraki.control.translate.native import native_inbound, native_outbound
 from aeraki.control.translate.routes import plan_routes, route_configuration
 from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2 as mpp_pb2
@@ -77,10 +78,18 @@ def workload_selector(se: Resource[ServiceEntrySpec]) -> Mapping[str, str]:
 
 
 class _Builder:
-    def __init__(self, config: ConfigSnapshot, node: NodeInfo, options: TranslateOptions) -> None:
+    def __init__(
+        self,
+        config: ConfigSnapshot,
+        node: NodeInfo,
+        options: TranslateOptions,
+        memo: TranslationMemo | None = None,
+    ) -> None:
         self.catalog = Catalog(config, node.namespace)
         self.node = node
         self.options = options
+        self.memo = memo if memo is not None else TranslationMemo()
+        self.memo.begin(config)
         self.listeners: dict[str, Message] = {}
         self.routes: dict[str, Message] = {}
         self.clusters: dict[str, Message] = {}
@@ -137,29 +146,29 @@ class _Builder:
             if not self._bind(address, ref.number, ref, "outbound"):
                 continue
             name = f"{address}_{ref.number}"
-            plans = plan_routes(self.catalog, ref)
             mr = self.catalog.meta_router(ref.host)
+            # Pieces are reused from the view's last translation when built from the same
+            # resources (translate/memo.py); the guards name what each one reads.
+            guards = (ref.entry, ref.index, mr, self.catalog.virtual_service(ref.host))
+            plans = self._memo(("plans", ref.host, ref.number), guards, plan_routes, ref)
             if native:
-                built = native_outbound(self.catalog, ref, name, address, plans)
+                built = self._memo(
+                    ("native", name), (*guards, plans), native_outbound, ref, name, address, plans
+                )
                 if built is None:
                     continue
                 self.listeners[name] = built
             else:
-                filters = meta_protocol_filters(
-                    self.catalog,
-                    mr,
-                    self.options,
-                    with_rate_limits=self.options.rate_limit_side == "outbound",
+                filters, self.listeners[name] = self._memo(
+                    ("listener", name), (*guards, address), self._outbound_listener, ref, name
                 )
-                proxy = meta_protocol_proxy(
+                self.routes[ref.route_name] = self._memo(
+                    ("routes", ref.route_name),
+                    (plans,),
+                    route_configuration,
                     ref,
-                    f"outbound|{ref.number}||{ref.host}",
-                    filters,
-                    route_config_name=ref.route_name,
-                )
-                self.listeners[name] = listener(name, address, ref.number, MPP_FILTER, proxy)
-                self.routes[ref.route_name] = route_configuration(
-                    self.catalog, ref, plans, extensions=plane == DATA_PLANE_PYTHON
+                    plans,
+                    extensions=plane == DATA_PLANE_PYTHON,
                 )
                 self._want_rate_limit_service(mr, filters)
             self._want(ref.cluster(), ref.entry, ref.path)
@@ -171,6 +180,30 @@ class _Builder:
             for plan in plans:
                 for cluster in plan.clusters:
                     self._want(cluster, origin, "spec")
+
+    def _memo(
+        self, key: tuple[object, ...], guards: tuple[Any, ...], build: Any, *args: Any, **kw: Any
+    ) -> Any:
+        """``build(catalog, *args, **kw)``, or its result from the last translation."""
+        return self.memo.get(key, guards, self.problems, lambda: build(self.catalog, *args, **kw))
+
+    def _outbound_listener(
+        self, catalog: Catalog, ref: PortRef, name: str
+    ) -> tuple[list[mpp_pb2.MetaProtocolFilter], Message]:
+        address = name.rsplit("_", 1)[0]
+        filters = meta_protocol_filters(
+            catalog,
+            catalog.meta_router(ref.host),
+            self.options,
+            with_rate_limits=self.options.rate_limit_side == "outbound",
+        )
+        proxy = meta_protocol_proxy(
+            ref,
+            f"outbound|{ref.number}||{ref.host}",
+            filters,
+            route_config_name=ref.route_name,
+        )
+        return filters, listener(name, address, ref.number, MPP_FILTER, proxy)
 
     def inbound(self) -> None:
         labels = self.node.labels
@@ -251,7 +284,14 @@ class _Builder:
                     )
                 )
                 continue
-            cluster, assignment = build_cluster(self.catalog, ref, parsed[1], self.options)
+            cluster, assignment = self._memo(
+                ("cluster", name),
+                (ref.entry, ref.index),
+                build_cluster,
+                ref,
+                parsed[1],
+                self.options,
+            )
             self.clusters[name] = cluster
             if assignment is not None:
                 self.assignments[name] = assignment
@@ -267,15 +307,21 @@ _DEFAULT_OPTIONS = TranslateOptions()
 
 
 def translate(
-    config: ConfigSnapshot, node: NodeInfo, options: TranslateOptions = _DEFAULT_OPTIONS
+    config: ConfigSnapshot,
+    node: NodeInfo,
+    options: TranslateOptions = _DEFAULT_OPTIONS,
+    memo: TranslationMemo | None = None,
 ) -> Translation:
     """The xDS resources ``node`` needs from ``config`` (see the module docstring for scope).
 
     Never raises on bad configuration: what cannot be translated is reported in
     :attr:`Translation.problems` and left out, and everything else is still translated.
+    ``memo`` (one per node view, with the same ``options`` every time) makes it incremental:
+    pieces built from unchanged resources are reused, not rebuilt (``translate/memo.py``).
     """
-    builder = _Builder(config, node, options)
+    builder = _Builder(config, node, options, memo)
     builder.outbound()
     builder.inbound()
     builder.build_clusters()
+    builder.memo.end()
     return builder.result()

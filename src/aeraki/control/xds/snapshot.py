@@ -9,6 +9,9 @@ type URL, one version per type. Differences, on purpose:
 - Each resource is serialised and packed into an ``Any`` once, here. Serving 100 streams then
   copies bytes instead of re-serialising, and mutating a message after the snapshot was built
   cannot change what is served (the snapshot is immutable in effect, not only by convention).
+  A snapshot built with ``previous=`` takes over the previous one's :class:`Resource` for every
+  message that is *the same object* (an incremental translation hands back unchanged messages,
+  ``translate/memo.py``): no re-serialisation, and streams see unchanged resources as identical.
 - :meth:`Snapshot.check_consistent` refuses dangling references (an EDS cluster without its
   ClusterLoadAssignment, a listener naming a route configuration that does not exist — including
   the ``rds.route_config_name`` inside a MetaProtocolProxy filter), reporting every problem with
@@ -18,12 +21,12 @@ type URL, one version per type. Differences, on purpose:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2,
 )
@@ -111,12 +114,18 @@ def resource_name(msg: Message) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One named resource, serialised once: ``version`` is a hash of ``packed.value``."""
+    """One named resource, serialised once: ``version`` is a hash of ``packed.value``.
+
+    ``references`` are what it makes a client fetch over ADS, found once when it is made:
+    ``(field path, name)`` of the ClusterLoadAssignment of an EDS cluster, of the route
+    configurations a listener's filters name (for :meth:`Snapshot.consistency_problems`).
+    """
 
     name: str
     message: Message
     version: str
     packed: any_pb2.Any
+    references: tuple[tuple[str, str], ...] = ()
 
 
 def _make_resource(type_url: str, name: str, msg: Message) -> Resource:
@@ -125,7 +134,8 @@ def _make_resource(type_url: str, name: str, msg: Message) -> Resource:
         raise ConfigError(f"{type_url}[{name}]", f"message is a {actual}")
     data = msg.SerializeToString(deterministic=True)
     packed = any_pb2.Any(type_url=actual, value=data)
-    return Resource(name=name, message=msg, version=_digest(data), packed=packed)
+    refs = _REFERENCES[type_url](name, msg) if type_url in _REFERENCES else ()
+    return Resource(name=name, message=msg, version=_digest(data), packed=packed, references=refs)
 
 
 class InconsistentSnapshotError(ConfigError):
@@ -151,16 +161,25 @@ class Snapshot:
 
     __slots__ = ("_problems", "_resources", "_versions")
 
-    def __init__(self, resources: Mapping[str, Iterable[Message] | Mapping[str, Message]]) -> None:
+    def __init__(
+        self,
+        resources: Mapping[str, Iterable[Message] | Mapping[str, Message]],
+        *,
+        previous: Snapshot | None = None,
+    ) -> None:
         by_type: dict[str, Mapping[str, Resource]] = {}
         versions: dict[str, str] = {}
         for type_url, items in resources.items():
             table: dict[str, Resource] = {}
+            before = previous.resources(type_url) if previous is not None else {}
             pairs = items.items() if isinstance(items, Mapping) else _named(items)
             for name, msg in pairs:
                 if name in table:
                     raise ConfigError(f"{type_url}[{name}]", "duplicate resource name")
-                table[name] = _make_resource(type_url, name, msg)
+                old = before.get(name)
+                if old is None or old.message is not msg:
+                    old = _make_resource(type_url, name, msg)
+                table[name] = old
             by_type[type_url] = MappingProxyType(dict(sorted(table.items())))
             versions[type_url] = _type_version(table)
         self._resources: Mapping[str, Mapping[str, Resource]] = MappingProxyType(by_type)
@@ -170,14 +189,14 @@ class Snapshot:
         self._problems: list[tuple[str, str]] | None = None
 
     @classmethod
-    def from_messages(cls, *messages: Message) -> Snapshot:
+    def from_messages(cls, *messages: Message, previous: Snapshot | None = None) -> Snapshot:
         """A snapshot of ``messages``, grouped by their own type URL (or the one that carries
-        them, :data:`CARRIED_BY`)."""
+        them, :data:`CARRIED_BY`); unchanged messages reuse ``previous``'s resources."""
         grouped: dict[str, list[Message]] = {}
         for msg in messages:
             type_url = TYPE_URL_PREFIX + msg.DESCRIPTOR.full_name
             grouped.setdefault(CARRIED_BY.get(type_url, type_url), []).append(msg)
-        return cls(grouped)
+        return cls(grouped, previous=previous)
 
     def type_urls(self) -> tuple[str, ...]:
         """Type URLs present, in :data:`PUSH_ORDER` then sorted."""
@@ -203,20 +222,20 @@ class Snapshot:
         """Every dangling EDS or RDS reference, as ``(field path, message)`` pairs."""
         problems: list[tuple[str, str]] = []
         endpoints = self.resources(ENDPOINT_TYPE)
-        for name, eds_name in _eds_references(self.resources(CLUSTER_TYPE)):
-            if eds_name not in endpoints:
-                problems.append(
-                    (
-                        f"clusters[{name}].eds_cluster_config.service_name",
-                        f"EDS cluster {eds_name!r} has no ClusterLoadAssignment in the snapshot",
+        for res in self.resources(CLUSTER_TYPE).values():
+            for path, eds_name in res.references:
+                if eds_name not in endpoints:
+                    message = (
+                        f"EDS cluster {eds_name!r} has no ClusterLoadAssignment in the snapshot"
                     )
-                )
+                    problems.append((path, message))
         routes = {n for t in _ROUTE_TYPES for n in self.resources(t)}
-        for path, route_name in _rds_references(self.resources(LISTENER_TYPE)):
-            if route_name not in routes:
-                problems.append(
-                    (path, f"route configuration {route_name!r} is not in the snapshot")
-                )
+        for res in self.resources(LISTENER_TYPE).values():
+            for path, route_name in res.references:
+                if route_name not in routes:
+                    problems.append(
+                        (path, f"route configuration {route_name!r} is not in the snapshot")
+                    )
         return problems
 
     def consistent(self) -> bool:
@@ -266,33 +285,39 @@ def _type_version(table: Mapping[str, Resource]) -> str:
     return _digest(text.encode())
 
 
-def _eds_references(clusters: Mapping[str, Resource]) -> Iterator[tuple[str, str]]:
-    """``(cluster name, EDS service name)`` for EDS clusters fed over ADS (or unspecified)."""
-    for name, res in clusters.items():
-        cluster: cluster_pb2.Cluster = res.message
-        if cluster.WhichOneof("cluster_discovery_type") != "type":
-            continue
-        if cluster.type != cluster_pb2.Cluster.EDS:
-            continue
-        eds = cluster.eds_cluster_config
-        if eds.eds_config.WhichOneof("config_source_specifier") not in (None, "ads"):
-            continue  # served by someone else; not ours to check
-        yield name, eds.service_name or cluster.name
+def _eds_references(name: str, cluster: Any) -> tuple[tuple[str, str], ...]:
+    """The EDS service name of an EDS cluster fed over ADS (or unspecified)."""
+    if cluster.WhichOneof("cluster_discovery_type") != "type":
+        return ()
+    if cluster.type != cluster_pb2.Cluster.EDS:
+        return ()
+    eds = cluster.eds_cluster_config
+    if eds.eds_config.WhichOneof("config_source_specifier") not in (None, "ads"):
+        return ()  # served by someone else; not ours to check
+    path = f"clusters[{name}].eds_cluster_config.service_name"
+    return ((path, eds.service_name or cluster.name),)
 
 
-def _rds_references(listeners: Mapping[str, Resource]) -> Iterator[tuple[str, str]]:
+def _rds_references(name: str, listener: Any) -> tuple[tuple[str, str], ...]:
     """``(field path, route config name)`` for every RDS reference in every filter chain."""
-    for name, res in listeners.items():
-        listener: listener_pb2.Listener = res.message
-        chains = [(f"filter_chains[{i}]", c) for i, c in enumerate(listener.filter_chains)]
-        if listener.HasField("default_filter_chain"):
-            chains.append(("default_filter_chain", listener.default_filter_chain))
-        for chain_path, chain in chains:
-            for j, flt in enumerate(chain.filters):
-                route_name = _filter_rds_name(flt.typed_config)
-                if route_name is not None:
-                    path = f"listeners[{name}].{chain_path}.filters[{j}].typed_config.rds"
-                    yield path + ".route_config_name", route_name
+    out: list[tuple[str, str]] = []
+    chains = [(f"filter_chains[{i}]", c) for i, c in enumerate(listener.filter_chains)]
+    if listener.HasField("default_filter_chain"):
+        chains.append(("default_filter_chain", listener.default_filter_chain))
+    for chain_path, chain in chains:
+        for j, flt in enumerate(chain.filters):
+            route_name = _filter_rds_name(flt.typed_config)
+            if route_name is not None:
+                path = f"listeners[{name}].{chain_path}.filters[{j}].typed_config.rds"
+                out.append((path + ".route_config_name", route_name))
+    return tuple(out)
+
+
+#: type URL -> what a resource of that type references (:attr:`Resource.references`).
+_REFERENCES: dict[str, Callable[[str, Any], tuple[tuple[str, str], ...]]] = {
+    CLUSTER_TYPE: _eds_references,
+    LISTENER_TYPE: _rds_references,
+}
 
 
 def _filter_rds_name(typed_config: any_pb2.Any) -> str | None:
