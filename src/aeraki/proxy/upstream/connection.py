@@ -119,7 +119,9 @@ class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
                 )
                 return
             request.on_upstream_response(response, self)
-            if not self.inflight and self.pool.is_retired:
+            # A retired pool's connection, or one past its request cap, closes with its
+            # last response.
+            if not self.inflight and (self.pool.is_retired or self in self.pool.draining):
                 self.close()
             return
         request = self.current
