@@ -73,7 +73,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("--xds-address", "AERAKI_XDS_ADDRESS", "127.0.0.1:15010", "ADS listen HOST:PORT"),
         Setting("--quiet-ms", "AERAKI_DEBOUNCE_QUIET_MS", "100", "debounce quiet period (ms)"),
         Setting("--max-delay-ms", "AERAKI_DEBOUNCE_MAX_MS", "1000", "longest a change waits (ms)"),
-        Setting("--poll-ms", "AERAKI_POLL_MS", "500", "manifest directory polling (ms)"),
+        Setting("--poll-ms", "AERAKI_POLL_MS", "500", "manifest polling without inotify (ms)"),
         Setting(
             "--bind-address",
             "AERAKI_BIND_ADDRESS",
