@@ -379,7 +379,8 @@ def subset_endpoints(result: Any, subset: str) -> list[str]:
     """Addresses of the subset's cluster, as a proxy with this config would get them."""
     resources = translate(result.config, NodeInfo(id="n")).resources
     name = f"outbound|20880|{subset}|{K8S_HOST}"
-    (cla,) = [r for r in resources if getattr(r, "cluster_name", "") == name]
+    found: list[Any] = [r for r in resources if getattr(r, "cluster_name", "") == name]
+    (cla,) = found
     return [
         lb.endpoint.address.socket_address.address
         for locality in cla.endpoints
