@@ -342,14 +342,16 @@ class ControlPlane:
     def _translated(self, config: ConfigSnapshot, node: base_pb2.Node) -> tuple[Any, Snapshot]:
         """Translation and snapshot for ``node``, shared by every node with the same view.
 
-        Translation reads the node's cluster and metadata, never its id, so proxies that
-        differ only by id (replicas of one workload, a fleet of sidecars in one namespace)
-        get one translation and one shared immutable snapshot per config: 100 such proxies
-        cost one translation and one snapshot's memory, not 100.
+        Translation reads the node's cluster, metadata and locality (endpoint priorities are
+        relative to it), never its id, so proxies that differ only by id (replicas of one
+        workload, a fleet of sidecars in one zone) get one translation and one shared
+        immutable snapshot per config: 100 such proxies cost one translation and one
+        snapshot's memory, not 100.
         """
         if self._memo_config is not config:
             self._memo_config, self._memo = config, {}
-        view = (node.cluster, node.metadata.SerializeToString(deterministic=True))
+        seen = base_pb2.Node(metadata=node.metadata, locality=node.locality)
+        view = (node.cluster, seen.SerializeToString(deterministic=True))
         hit = self._memo.get(view)
         if hit is None:
             hit = self._translate_view(config, node, view)

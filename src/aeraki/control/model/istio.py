@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from aeraki.control.model.base import child_path
+from aeraki.control.model.locality import LocalityLbSetting, parse_locality_lb_setting
 from aeraki.control.model.reader import Reader, describe
 
 __all__ = [
@@ -95,7 +96,7 @@ class LoadBalancer:
 
     simple: str | None = None
     consistent_hash: ConsistentHash | None = None
-    locality_lb_setting: Mapping[str, Any] | None = None
+    locality_lb_setting: LocalityLbSetting | None = None
     warmup_duration_secs: timedelta | None = None
 
 
@@ -266,7 +267,9 @@ def _load_balancer(r: Reader, value: Any, path: str) -> LoadBalancer | None:
         consistent_hash=r.child(
             data, "consistentHash", path, lambda v, p: _consistent_hash(r, v, p)
         ),
-        locality_lb_setting=r.child(data, "localityLbSetting", path, lambda v, p: _raw(r, v, p)),
+        locality_lb_setting=r.child(
+            data, "localityLbSetting", path, lambda v, p: parse_locality_lb_setting(r, v, p)
+        ),
         warmup_duration_secs=r.duration(data, "warmupDurationSecs", path),
     )
 
@@ -364,8 +367,16 @@ def _traffic_policy(r: Reader, value: Any, path: str) -> TrafficPolicy | None:
     data = r.obj(value, path, _POLICY_FIELDS, ignored=("tunnel", "proxyProtocol"))
     if data is None:
         return None
+    load_balancer = r.child(data, "loadBalancer", path, lambda v, p: _load_balancer(r, v, p))
+    locality = load_balancer.locality_lb_setting if load_balancer else None
+    if locality is not None and locality.wants_failover and data.get("outlierDetection") is None:
+        r.warning(
+            child_path(child_path(path, "loadBalancer"), "localityLbSetting"),
+            "failover needs outlierDetection in the same traffic policy: without it no host "
+            "is ever found unhealthy, so traffic never fails over (as in Istio)",
+        )
     return TrafficPolicy(
-        load_balancer=r.child(data, "loadBalancer", path, lambda v, p: _load_balancer(r, v, p)),
+        load_balancer=load_balancer,
         connection_pool=r.child(
             data, "connectionPool", path, lambda v, p: _connection_pool(r, v, p)
         ),

@@ -11,6 +11,8 @@ Node metadata keys read (all optional; Istio's names where Istio has one):
 - ``INSTANCE_IPS``: the node's IPs (list or comma-separated); the first is where inbound
   listeners bind (default: the bind address).
 - ``BIND_ADDRESS``: overrides :attr:`TranslateOptions.bind_address` for this node.
+- the node's ``locality`` (region/zone/sub_zone, not metadata): endpoints are ranked by it
+  when a DestinationRule enables locality failover (:mod:`.locality`).
 - ``AERAKI_DATA_PLANE``: ``python`` (default, our proxy), ``envoy`` (stock Envoy: native
   ``dubbo_proxy``/``thrift_proxy`` for ``tcp-dubbo``/``tcp-thrift`` ports, reference §8–§9; no
   MetaProtocol listeners) or ``meta-protocol-proxy`` (Envoy with Aeraki's MetaProtocol build:
@@ -67,6 +69,8 @@ class NodeInfo:
     id: str
     cluster: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: (region, zone, sub_zone) from ``node.locality``; empty strings when not given.
+    locality: tuple[str, str, str] = ("", "", "")
 
     @classmethod
     def from_proto(cls, node: Any) -> NodeInfo:
@@ -74,7 +78,13 @@ class NodeInfo:
         metadata: dict[str, Any] = {}
         if node.HasField("metadata"):
             metadata = json_format.MessageToDict(node.metadata)
-        return cls(id=node.id, cluster=node.cluster, metadata=metadata)
+        where = node.locality
+        return cls(
+            id=node.id,
+            cluster=node.cluster,
+            metadata=metadata,
+            locality=(where.region, where.zone, where.sub_zone),
+        )
 
     @property
     def namespace(self) -> str:
@@ -129,6 +139,8 @@ class TranslateOptions:
         rate_limit_side: ``"outbound"`` puts MetaRouter rate limits on the client side listener
             (standalone: one proxy in front of the servers, nobody runs a server sidecar);
             ``"inbound"`` on the server sidecar only, as Aeraki does (reference §6.2–§6.3).
+        locality_lb_enabled: the mesh-wide ``localityLbSetting.enabled`` (Istio's default:
+            on). A DestinationRule's own ``localityLbSetting`` takes precedence.
     """
 
     bind_address: str = "127.0.0.1"
@@ -139,6 +151,7 @@ class TranslateOptions:
         {ROUTER_FILTER, LOCAL_RATELIMIT_FILTER, RATELIMIT_FILTER}
     )
     rate_limit_side: str = "outbound"
+    locality_lb_enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,9 @@ Aeraki leaves clusters to Istio; standalone, we build them as Istio would for ou
 
 - ``connectionPool`` limits and ``outlierDetection``: circuit breakers and outlier detection
   (:mod:`.resilience`).
+- Endpoints grouped by locality; ``localityLbSetting`` (and outlier detection, which failover
+  needs) gives the groups priorities and weights relative to the asking proxy's locality
+  (:mod:`.locality`), so clusters are per node view.
 
 Only fields our proxy accepts are set (``aeraki.proxy.bootstrap_strict``): no TLS; that
 DestinationRule setting is reported as not applied.
@@ -33,9 +36,18 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from aeraki.control.model.base import Resource, Severity
 from aeraki.control.model.istio import DestinationRuleSpec, Subset, TrafficPolicy
 from aeraki.control.model.reader import parse_duration
-from aeraki.control.translate.api import TranslateOptions
+from aeraki.control.translate.api import NodeInfo, TranslateOptions
 from aeraki.control.translate.catalog import Catalog, PortRef, cluster_name, problem
-from aeraki.control.translate.resilience import apply_resilience
+from aeraki.control.translate.locality import (
+    Triple,
+    apply_locality_lb,
+    effective_setting,
+    endpoint_locality,
+    group_endpoints,
+    locality_endpoints,
+    uses_locality_weights,
+)
+from aeraki.control.translate.resilience import apply_resilience, effective_settings
 from aeraki.control.translate.routes import load_balancer_of
 
 __all__ = ["ads_source", "build_cluster", "duration", "static_cluster"]
@@ -175,9 +187,14 @@ def _apply_lb(
 
 
 def build_cluster(
-    catalog: Catalog, ref: PortRef, subset: str, options: TranslateOptions
+    catalog: Catalog,
+    ref: PortRef,
+    subset: str,
+    options: TranslateOptions,
+    node: NodeInfo | None = None,
 ) -> tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment | None]:
-    """The cluster for ``ref`` and ``subset``, with its EDS resource when it is an EDS cluster."""
+    """The cluster for ``ref`` and ``subset``, with its EDS resource when it is an EDS cluster;
+    endpoint priorities and weights are relative to ``node``'s locality."""
     rule = catalog.destination_rule(ref.host)
     sub = _subset(rule, subset)
     labels: Mapping[str, str] = sub.labels if sub is not None else {}
@@ -206,7 +223,7 @@ def build_cluster(
                     )
                 )
     spec = ref.entry.spec
-    endpoints: list[endpoint_components_pb2.LbEndpoint] = []
+    endpoints: list[tuple[endpoint_components_pb2.LbEndpoint, Triple, Mapping[str, str]]] = []
     for i, ep in enumerate(spec.endpoints):
         if any(ep.labels.get(k) != v for k, v in labels.items()):
             continue
@@ -221,10 +238,11 @@ def build_cluster(
             )
             continue
         port = ep.ports.get(ref.port.name) or ref.port.target_port or ref.number
-        endpoints.append(_lb_endpoint(ep.address, port, ep.weight))
+        endpoints.append(
+            (_lb_endpoint(ep.address, port, ep.weight), endpoint_locality(ep), ep.labels)
+        )
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
-    if endpoints:
-        assignment.endpoints.add().lb_endpoints.extend(endpoints)
+    _place_endpoints(cluster, assignment, endpoints, rule, subset, ref.number, options, node)
     if spec.resolution in _DNS:
         cluster.type = cluster_pb2.Cluster.STRICT_DNS
         if not spec.endpoints and not labels:
@@ -236,6 +254,32 @@ def build_cluster(
     cluster.eds_cluster_config.eds_config.CopyFrom(ads_source())
     cluster.eds_cluster_config.service_name = name
     return cluster, assignment
+
+
+def _place_endpoints(
+    cluster: cluster_pb2.Cluster,
+    assignment: endpoint_pb2.ClusterLoadAssignment,
+    endpoints: list[tuple[endpoint_components_pb2.LbEndpoint, Triple, Mapping[str, str]]],
+    rule: Resource[DestinationRuleSpec] | None,
+    subset: str,
+    port: int,
+    options: TranslateOptions,
+    node: NodeInfo | None,
+) -> None:
+    """Locality groups of ``endpoints`` into ``assignment``, ranked for ``node``
+    (:mod:`.locality`); the cluster balances by locality weight when the setting needs it."""
+    groups = group_endpoints(endpoints)
+    lb = load_balancer_of(rule.spec if rule else None, subset)
+    setting = effective_setting(lb.locality_lb_setting if lb else None, options.locality_lb_enabled)
+    weighted = False
+    if setting is not None and node is not None:
+        outlier = effective_settings(rule.spec, subset, port)[1] if rule else None
+        enable_failover = outlier is not None
+        groups = apply_locality_lb(groups, node.locality, node.labels, setting, enable_failover)
+        weighted = uses_locality_weights(setting, enable_failover)
+    if weighted:
+        cluster.common_lb_config.locality_weighted_lb_config.SetInParent()
+    assignment.endpoints.extend(locality_endpoints(groups, weighted))
 
 
 def static_cluster(

@@ -291,6 +291,7 @@ class _Builder:
                 ref,
                 parsed[1],
                 self.options,
+                self.node,  # endpoint priorities are relative to its locality
             )
             self.clusters[name] = cluster
             if assignment is not None:
