@@ -308,7 +308,8 @@ METHOD = """\
   excluded: bounded separately); *line coverage* = share of the codec's function-body lines
   (`benchmarks/fuzz_coverage.py`: its package, or its one file) executed by a separate sample of
   `FUZZ_COVERAGE_INPUTS` inputs under a line tracer (unreached lines are printed: mostly
-  defensive checks and encode limits past 16 MiB); RSS = peak of any worker. The same engine
+  defensive checks, encode limits past 16 MiB, and table builders that run only at import);
+  RSS = peak of any worker. The same engine
   runs bounded in `make test` (`tests/codec/test_fuzz_all.py`).
 """
 
