@@ -28,6 +28,7 @@ everything, as before; the result is the same either way (tested).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -48,9 +49,13 @@ class _Piece:
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    return len(a) == len(b) and all(
-        x is y or (isinstance(x, str | int) and x == y) for x, y in zip(a, b, strict=True)
-    )
+    """Element-wise identity (strings and numbers by value); the all-identical case, by far
+    the most common, is checked at C speed first."""
+    if len(a) != len(b):
+        return False
+    if all(map(operator.is_, a, b)):
+        return True
+    return all(x is y or (isinstance(x, str | int) and x == y) for x, y in zip(a, b, strict=True))
 
 
 def _deps(config: ConfigSnapshot) -> tuple[tuple[object, ...], ...]:

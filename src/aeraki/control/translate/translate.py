@@ -19,6 +19,7 @@ Scoping ("each proxy receives only what its node needs", issue 3 item 5):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +56,7 @@ from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2 a
 __all__ = ["translate"]
 
 
+@functools.lru_cache(maxsize=4096)  # per translation, every port asks again; it is pure
 def _loopback(addresses: tuple[str, ...]) -> str | None:
     for text in addresses:
         try:

@@ -96,15 +96,27 @@ def _digest(data: bytes) -> str:
 EMPTY_VERSION = _digest(b"")
 
 
+def _name_field(descriptor: Any) -> str | None:
+    """The field holding the xDS name of messages of ``descriptor`` (memoised per type)."""
+    found = _NAME_FIELDS.get(descriptor.full_name, "")
+    if found == "":
+        fields = descriptor.fields_by_name
+        field = "cluster_name" if "cluster_name" in fields and "name" not in fields else "name"
+        found = _NAME_FIELDS[descriptor.full_name] = field if field in fields else None
+    return found
+
+
+_NAME_FIELDS: dict[str, str | None] = {}
+
+
 def resource_name(msg: Message) -> str:
     """The xDS name of a resource: ``cluster_name`` for a ClusterLoadAssignment, else ``name``.
 
     Raises:
         ConfigError: the message has no name field, or the name is empty.
     """
-    fields = msg.DESCRIPTOR.fields_by_name
-    field = "cluster_name" if "cluster_name" in fields and "name" not in fields else "name"
-    if field not in fields:
+    field = _name_field(msg.DESCRIPTOR)
+    if field is None:
         raise ConfigError(msg.DESCRIPTOR.full_name, "has no name field; pass a {name: msg} map")
     name: str = getattr(msg, field)
     if not name:
