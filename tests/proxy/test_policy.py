@@ -15,6 +15,7 @@ from aeraki.proxy.config import (
     FaultAbortConfig,
     FaultConfig,
     FaultDelayConfig,
+    LbPolicy,
     RetryOn,
     RetryPolicyConfig,
 )
@@ -418,4 +419,21 @@ async def test_a_retrying_request_holds_one_retry_slot_until_it_ends() -> None:
             assert len(v1.received) + len(v2.received) == 4  # one slot, three retries
             assert server.clusters.clusters["c1"].limits.retries == 0  # given back
             assert cluster_stat(server, "upstream_rq_retry_overflow") == 0
+            await client.close()
+
+
+@pytest.mark.parametrize("lb", [LbPolicy.LEAST_REQUEST, LbPolicy.RANDOM])
+async def test_a_retry_never_returns_to_the_failed_host_when_another_is_healthy(
+    free_port: int, lb: LbPolicy
+) -> None:
+    """Random pickers may draw the dead host again; one retry must still always succeed."""
+    async with upstreams("v1") as (v1,):
+        config = listener(
+            route("c1", retry_policy=retries(1, on=RetryOn.CONNECT_FAILURE)),
+            clusters=[cluster("c1", free_port, v1.port, lb=lb)],
+        )
+        async with running(config) as server:
+            client = await client_of(server)
+            replies = [await client.call(i) for i in range(60)]
+            assert [r.get_string("server") for r in replies] == ["v1"] * 60
             await client.close()

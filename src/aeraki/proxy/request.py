@@ -225,7 +225,8 @@ class ActiveRequest:
             self.on_pool_ready(connection)
 
     def _choose_host(self, route: Route, cluster: Cluster) -> Host | None:
-        """The LB's pick; a retry avoids the host that just failed when it can."""
+        """The LB's pick; a retry avoids the host that just failed whenever another healthy
+        host exists (the LB is asked again a few times first, so its policy still rules)."""
         lb = cluster.lb
         if self.attempts == 0:
             return lb.choose(route.hash_key(self.metadata))
@@ -233,8 +234,13 @@ class ActiveRequest:
         host = lb.choose(None)
         for _ in range(_RETRY_HOST_PICKS):
             if host is not previous:
-                break
+                return host
             host = lb.choose(None)
+        if host is previous:
+            # Random pickers can keep drawing the failed host; any other healthy one will do.
+            others = [h for h in lb.hosts if h is not previous and h.healthy]
+            if others:
+                return others[_getrandbits(32) % len(others)]
         return host
 
     # -- upstream -----------------------------------------------------------------------
