@@ -75,6 +75,9 @@ class HostPool:
         self.connections: set[UpstreamConnection] = set()
         self.idle: list[UpstreamConnection] = []
         self.waiters: collections.deque[PoolWaiter] = collections.deque()
+        #: connections released while a hand-over runs (see ``_hand_over``).
+        self._handed_back: list[UpstreamConnection] = []
+        self._handing_over = False
         self.connecting = 0
         #: multiplexed mode: key -> ready connection / waiters of a pending connect.
         self.shared: dict[object, UpstreamConnection] = {}
@@ -142,9 +145,35 @@ class HostPool:
             self.idle.append(connection)
 
     def _hand_over(self, connection: UpstreamConnection) -> None:
-        waiter = self.waiters.popleft()
-        self.stats.upstream_rq_pending_active -= 1
-        waiter.on_pool_ready(connection)
+        """Give ``connection`` to the first waiter.
+
+        A waiter done with it at once (a one-way request, a one-way mirror) releases it from
+        inside ``on_pool_ready``; that release arrives here while this hand-over runs and is
+        passed on by the loop below instead of a nested call: a burst of one-way requests
+        waiting for a connection would otherwise recurse once per request (RecursionError).
+        """
+        if self._handing_over:
+            self._handed_back.append(connection)
+            return
+        self._handing_over = True
+        try:
+            waiter = self.waiters.popleft()
+            self.stats.upstream_rq_pending_active -= 1
+            waiter.on_pool_ready(connection)
+            while self._handed_back:
+                connection = self._handed_back.pop()
+                if connection.is_closed:
+                    continue
+                if self.waiters:
+                    waiter = self.waiters.popleft()
+                    self.stats.upstream_rq_pending_active -= 1
+                    waiter.on_pool_ready(connection)
+                elif self.is_closed or self.is_retired:
+                    connection.close()
+                else:
+                    self.idle.append(connection)
+        finally:
+            self._handing_over = False
 
     def _count_served(self, connection: UpstreamConnection) -> int:
         served = self.served.get(connection, 0) + 1
@@ -250,6 +279,15 @@ class HostPool:
             self._on_connected(protocol, key)
 
     def _on_connected(self, connection: UpstreamConnection, key: object) -> None:
+        if connection.is_closed:
+            # Reset before this coroutine resumed (an upstream dying as it accepted): its
+            # connection_lost already ran, so a request handed this connection would be
+            # written nowhere and never answered (found by `make soak`). A connect failure.
+            self.limits.connections -= 1
+            self.stats.upstream_cx_connect_fail += 1
+            message = f"meta protocol upstream request: remote connection failure '{self.host.key}'"
+            self._on_connect_failed(key, message)
+            return
         self.stats.upstream_cx_total += 1
         self.stats.upstream_cx_active += 1
         self.connections.add(connection)
