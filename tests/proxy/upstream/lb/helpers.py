@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 
 from aeraki.proxy.config import ClusterConfig, LbPolicy, Locality, SocketAddress
 from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.lb import LoadBalancer, create_load_balancer
+from aeraki.proxy.upstream.lb.maglev import build_table
+from aeraki.proxy.upstream.lb.ring_hash import build_ring
 
 
 def make_hosts(*weights: int) -> list[Host]:
@@ -87,3 +90,22 @@ def placed(
         )
         for i, w in enumerate(weights)
     ]
+
+
+def hash_space_share(
+    policy: LbPolicy, hosts: Sequence[Host], weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """Each host's exact share of the 64-bit hash space: arc lengths on the ring (default
+    sizes) or slots of the Maglev table (65537), built as the balancers build them."""
+    share = dict.fromkeys((h.key for h in hosts), 0.0)
+    if policy is LbPolicy.MAGLEV:
+        table = build_table(hosts, 65537, weights)
+        for host in table:
+            share[host.key] += 1 / len(table)
+        return share
+    space = 1 << 64
+    hashes, owners = build_ring(hosts, 1024, 8 * 1024 * 1024, weights)
+    for i, point in enumerate(hashes):
+        previous = hashes[i - 1] if i else hashes[-1] - space
+        share[owners[i].key] += (point - previous) / space
+    return share

@@ -15,11 +15,9 @@ from aeraki.proxy.config import LbPolicy
 from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.lb import LoadBalancer, PriorityLoadBalancer, RoundRobinLoadBalancer
 from aeraki.proxy.upstream.lb.api import host_weights
-from aeraki.proxy.upstream.lb.maglev import build_table
 from aeraki.proxy.upstream.lb.priority import locality_effective_weight, priority_loads
-from aeraki.proxy.upstream.lb.ring_hash import build_ring
 
-from .helpers import assert_binomial, make_hosts, make_lb, placed, tally
+from .helpers import assert_binomial, hash_space_share, make_hosts, make_lb, placed, tally
 
 ALL = list(LbPolicy)
 HASHED = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
@@ -249,17 +247,8 @@ def test_locality_weights_ignored_without_locality_weighted_lb() -> None:
 
 def _structure_share(policy: LbPolicy, hosts: list[Host], of: set[str]) -> float:
     """Exact share of the hash space the hosts ``of`` own in the structure over ``hosts``."""
-    weights = host_weights(hosts, locality_weighted=True)
-    if policy is LbPolicy.MAGLEV:
-        table = build_table(hosts, 65537, weights)
-        return sum(1 for h in table if h.key in of) / len(table)
-    hashes, owners = build_ring(hosts, 1024, 8 * 1024 * 1024, weights)
-    space = 1 << 64
-    owned = 0
-    for i, point in enumerate(hashes):
-        if owners[i].key in of:
-            owned += point - (hashes[i - 1] if i else hashes[-1] - space)
-    return owned / space
+    shares = hash_space_share(policy, hosts, host_weights(hosts, locality_weighted=True))
+    return sum(shares.get(key, 0.0) for key in of)
 
 
 @pytest.mark.parametrize("policy", HASHED)

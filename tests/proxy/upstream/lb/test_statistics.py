@@ -19,7 +19,7 @@ from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.lb.maglev import build_table
 from aeraki.proxy.upstream.lb.ring_hash import build_ring
 
-from .helpers import assert_binomial, make_hosts, make_lb, tally
+from .helpers import assert_binomial, hash_space_share, make_hosts, make_lb, tally
 
 N = 20_000
 HASHED = [LbPolicy.RING_HASH, LbPolicy.MAGLEV]
@@ -67,27 +67,6 @@ def test_least_request_shares() -> None:
 
 
 # -- consistent hashing ----------------------------------------------------------------------
-
-
-def _ring_share(hosts: list[Host]) -> dict[str, float]:
-    """Each host's exact share of the 64-bit hash space on the ring built from ``hosts``."""
-    hashes, owners = build_ring(hosts, 1024, 8 * 1024 * 1024)
-    share = dict.fromkeys((h.key for h in hosts), 0.0)
-    for i, h in enumerate(hashes):
-        previous = hashes[i - 1] if i else hashes[-1] - _SPACE
-        share[owners[i].key] += (h - previous) / _SPACE
-    return share
-
-
-def _maglev_share(hosts: list[Host]) -> dict[str, float]:
-    table = build_table(hosts, 65537)
-    share = dict.fromkeys((h.key for h in hosts), 0.0)
-    for host in table:
-        share[host.key] += 1 / len(table)
-    return share
-
-
-SHARES = {LbPolicy.RING_HASH: _ring_share, LbPolicy.MAGLEV: _maglev_share}
 
 
 def _moved(policy: LbPolicy, before: list[Host], after: list[Host], ignore: str) -> float:
@@ -139,7 +118,7 @@ def test_keys_spread_as_the_structure_says(policy: LbPolicy, weights: tuple[int,
     deviations of a sum of ``r`` random arcs (relative sd ``1/sqrt(r)``, ``r`` the host's
     replicas out of the 1,026 points: about 7 % for the weight-1 host of 1:2:3)."""
     hosts = make_hosts(*weights)
-    share = SHARES[policy](hosts)
+    share = hash_space_share(policy, hosts)
     total = sum(weights)
     for host in hosts:
         expected = host.weight / total
@@ -160,7 +139,7 @@ def test_minimal_disruption_when_a_host_leaves(policy: LbPolicy, count: int) -> 
     hosts = make_hosts(*([1] * count))
     gone = hosts[-1]
     exact = _moved(policy, hosts, hosts[:-1], gone.key)
-    survivors_space = 1 - SHARES[policy](hosts)[gone.key]
+    survivors_space = 1 - hash_space_share(policy, hosts)[gone.key]
     assert exact / survivors_space < (0.01 if policy is LbPolicy.MAGLEV else 0.15)
     lb = make_lb(policy, hosts)
     owners = {k: lb.choose(k) for k in KEYS}
@@ -189,7 +168,7 @@ def test_a_new_host_takes_keys_evenly_and_little_else_moves(policy: LbPolicy) ->
         now = lb.choose(key)
         to_new += now is new
         elsewhere += now is not host and now is not new
-    assert_binomial(to_new, N, SHARES[policy](hosts)[new.key], "keys on the new host")
+    assert_binomial(to_new, N, hash_space_share(policy, hosts)[new.key], "keys on the new host")
     exact = _moved(policy, hosts[:3], hosts, new.key)
     assert exact < (0.01 if policy is LbPolicy.MAGLEV else 0.15)
     assert_binomial(elsewhere, N, exact, "moved between the old hosts")
@@ -200,7 +179,7 @@ def test_no_hash_key_spreads_randomly() -> None:
     share of the hash space."""
     for policy in HASHED:
         hosts = make_hosts(1, 1, 1)
-        share = SHARES[policy](hosts)
+        share = hash_space_share(policy, hosts)
         counts = tally(make_lb(policy, hosts, seed=8), N)
         for host in hosts:
             assert_binomial(counts[host.key], N, share[host.key], f"{policy.value} {host.key}")
