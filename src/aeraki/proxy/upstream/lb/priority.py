@@ -59,8 +59,6 @@ PANIC_THRESHOLD = 50
 
 _HASHED = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
 
-PolicyFactory = Callable[..., BaseLoadBalancer]
-
 
 @dataclass(frozen=True, slots=True)
 class PriorityLoads:
