@@ -19,6 +19,7 @@ from aeraki.proxy.config import (
     RetryOn,
     RetryPolicyConfig,
 )
+from aeraki.proxy.request import ActiveRequest
 from aeraki.proxy.server import ProxyServer
 from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.outcome import Outcome
@@ -436,4 +437,45 @@ async def test_a_retry_never_returns_to_the_failed_host_when_another_is_healthy(
             client = await client_of(server)
             replies = [await client.call(i) for i in range(60)]
             assert [r.get_string("server") for r in replies] == ["v1"] * 60
+            await client.close()
+
+
+class Ended:
+    """A request observer recording how each request ended."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str, str, int, bool]] = []
+
+    def on_request_done(self, request: ActiveRequest) -> None:
+        response = request.response
+        error = request.local_error
+        kind = "response" if response is not None else "local" if error is not None else "none"
+        detail = error.type.name if error is not None else ""
+        ordered = request.ended >= request.started > 0
+        self.seen.append((request.metadata.request_id, kind, detail, request.attempts, ordered))
+
+
+async def test_observers_see_every_ending_once() -> None:
+    async with upstreams("v1", "v2") as (v1, v2):
+        config = listener(
+            route("c1", match=[exact("method", "retry")], retry_policy=retries(1)),
+            route("c1", match=[exact("method", "drop")], fault=abort("OVER_LIMIT")),
+            route("c1"),
+            clusters=[cluster("c1", v1.port, v2.port)],
+        )
+        async with running(config) as server:
+            ended = Ended()
+            server.listeners[0].runtime.observers = (ended,)
+            client = await client_of(server)
+            await client.call(1)
+            await client.call(2, {"method": "drop"})
+            await client.call(3, {"method": "retry", "close-on": "v1"})
+            await client.call(4, {"method": "retry", "close-on": "v1"})
+            assert ended.seen[:2] == [
+                (1, "response", "", 1, True),
+                (2, "local", "OVER_LIMIT", 0, True),
+            ]
+            # Round robin: one of the two retried calls went to v1 first and needed 2 attempts.
+            assert sorted(s[3] for s in ended.seen[2:]) == [1, 2]
+            assert len(ended.seen) == 4
             await client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import TYPE_CHECKING
 
 from aeraki.codec.api import (
@@ -40,6 +41,7 @@ __all__ = ["ActiveRequest"]
 log = logging.getLogger(__name__)
 _getrandbits = random.getrandbits
 _random = random.random
+_monotonic = time.monotonic
 
 #: A retry re-asks the load balancer this many times for a host other than the one that
 #: just failed (Envoy's ``previous_hosts`` predicate with ``host_selection_retry_max_attempts``).
@@ -64,16 +66,20 @@ class ActiveRequest:
         "attempts",
         "cluster_name",
         "downstream",
+        "ended",
         "filter_index",
         "in_flight",
         "is_done",
         "is_oneway",
         "last_host",
+        "local_error",
         "metadata",
         "mutation",
         "pool",
+        "response",
         "retry_limits",
         "route",
+        "started",
         "timer",
         "try_timer",
         "upstream",
@@ -83,6 +89,14 @@ class ActiveRequest:
     def __init__(self, downstream: DownstreamConnection, metadata: Metadata) -> None:
         self.downstream = downstream
         self.metadata = metadata
+        #: monotonic seconds (``time.monotonic``) when decoded and when it ended; observers
+        #: (access logs, metrics, tracing) read them.
+        self.started = _monotonic()
+        self.ended = 0.0
+        #: the upstream response forwarded to the client, or the local reply sent instead
+        #: (both ``None`` for one-way requests and abandoned ones).
+        self.response: Metadata | None = None
+        self.local_error: LocalError | None = None
         self.mutation: Mutation = {}
         self.route: Route | None = None
         self.pool: HostPool | None = None
@@ -347,6 +361,7 @@ class ActiveRequest:
                 return
         if self.try_timer is not None:
             self._cancel_try_timer()
+        self.response = response
         self.downstream.send_response(self, response, connection)
 
     def on_upstream_failure(self, error_type: ErrorType, message: str) -> None:
@@ -488,9 +503,11 @@ class ActiveRequest:
         """Answer the client with an error in its protocol and end the request."""
         if self.is_done:
             return
-        self._finish()
         if not self.is_oneway:
-            self.downstream.send_local_reply(self.metadata, LocalError(error_type, message))
+            self.local_error = LocalError(error_type, message)
+        self._finish()
+        if self.local_error is not None:
+            self.downstream.send_local_reply(self.metadata, self.local_error)
 
     def _leave_flight(self) -> None:
         if self.in_flight:
@@ -529,7 +546,12 @@ class ActiveRequest:
             self.try_timer = None
         if self.retry_limits is not None:
             self._release_retry_slot()
+        self.ended = _monotonic()
         self.downstream.on_request_done(self)
+        observers = self.downstream.listener.observers
+        if observers:
+            for observer in observers:
+                observer.on_request_done(self)
 
 
 def _hit(numerator: int, denominator: int) -> bool:

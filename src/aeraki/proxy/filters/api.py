@@ -34,6 +34,7 @@ __all__ = [
     "FilterCheck",
     "FilterFactory",
     "FilterStatus",
+    "RequestObserver",
     "build_filters",
     "check_filter_config",
     "register_filter",
@@ -65,6 +66,20 @@ class EncoderFilter(Protocol):
         self, request: ActiveRequest, response: Metadata, mutation: Mutation
     ) -> FilterStatus:
         """Inspect the response; add to ``mutation`` to change it."""
+
+
+class RequestObserver(Protocol):
+    """Told about every request of a listener once it has ended (access logs, metrics,
+    tracing), after the answer was handed to the connection.
+
+    It reads, never changes: ``request.metadata``, ``route``, ``cluster_name``,
+    ``last_host``, ``attempts``, ``started``/``ended`` (monotonic seconds), and the ending —
+    ``response`` (the upstream's, forwarded), ``local_error`` (the proxy answered), or
+    neither (one-way, or the client left). It must not raise and must not block.
+    """
+
+    def on_request_done(self, request: ActiveRequest) -> None:
+        """Account one ended request."""
 
 
 #: Builds a filter from its (unpacked) config message for one listener. The result may be a
