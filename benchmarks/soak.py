@@ -33,7 +33,7 @@ Verdict (each failed check is a "problem"; exit status 1 if any):
 Bounded in time (``SOAK_SECONDS``) and count (``SOAK_MAX_CALLS`` per client); every wait is
 bounded; everything listens on 127.0.0.1; processes are stopped by PID. Results are printed and
 written to the "Soak" section of ``benchmarks/RESULTS.md`` (``SOAK_RESULTS``; ``SOAK_NO_WRITE=1``
-to skip).
+to skip); ``SOAK_WORKDIR`` keeps the manifests and process logs in that (new) directory.
 
     python -m benchmarks.soak          # SOAK_SECONDS=60 for a quick run
 """
@@ -139,6 +139,8 @@ class Result:
     """Everything the soak measured; ``problems`` lists every failed check."""
 
     settings: Settings
+    #: monotonic time the load started (failures, hangs and kills are reported relative to it)
+    started: float = 0.0
     seconds: float = 0.0
     tallies: list[ClientTally] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
@@ -334,11 +336,11 @@ def run(s: Settings, workdir: Path, *, log: Callable[[str], None] = print) -> Re
             for f in (route_schedule, kill_schedule)
         ]
         result.tallies = tallies
-        started = time.monotonic()
+        started = result.started = time.monotonic()
         for thread in schedules:
             thread.start()
         try:
-            _sample_rss(m, s, result, started)
+            _sample_rss(m, s, result, started, log)
         finally:
             quit_schedules.set()
             for thread in schedules:
@@ -376,7 +378,9 @@ def _start_clients(
     return tallies, threads
 
 
-def _sample_rss(m: Mesh, s: Settings, result: Result, started: float) -> None:
+def _sample_rss(
+    m: Mesh, s: Settings, result: Result, started: float, log: Callable[[str], None]
+) -> None:
     """Sample the proxy's RSS each second until the end; note it at warm-up end and end."""
     for tick in _every(1.0, threading.Event(), started + 1.0):
         now = time.monotonic() - started
@@ -392,7 +396,7 @@ def _sample_rss(m: Mesh, s: Settings, result: Result, started: float) -> None:
             return
         if tick % 60 == 59:
             calls = sum(t.calls for t in result.tallies)
-            print(f"soak: {now:.0f} s, {calls:,} calls, proxy RSS {rss / 1024:.1f} MiB", flush=True)
+            log(f"soak: {now:.0f} s, {calls:,} calls, proxy RSS {rss / 1024:.1f} MiB")
 
 
 def _get(port: int, path: str) -> str:
@@ -426,14 +430,19 @@ def _judge(r: Result) -> None:
     s = r.settings
     for protocol in ("thrift", "dubbo"):
         mine = [t for t in r.tallies if t.protocol == protocol]
-        failures = [f for t in mine for f in t.failures]
-        hangs = [h for t in mine for h in t.hangs]
+        failures = sorted(f for t in mine for f in t.failures)
+        hangs = sorted(h for t in mine for h in t.hangs)
         if failures:
+            when, what = failures[0]
             r.problems.append(
-                f"{protocol}: {len(failures)} calls got no answer, e.g. {failures[0]}"
+                f"{protocol}: {len(failures)} calls got no answer, the first {_when(r, when)}: "
+                f"{what}"
             )
         if hangs:
-            r.problems.append(f"{protocol}: {len(hangs)} calls hung past {s.call_timeout} s")
+            r.problems.append(
+                f"{protocol}: {len(hangs)} calls hung past {s.call_timeout} s, sent "
+                + ", ".join(_when(r, h) for h in hangs[:3])
+            )
         windows = [
             (k.killed_at - 0.05, (k.ready_at or float("inf")) + s.grace)
             for k in r.kills
@@ -456,6 +465,17 @@ def _judge(r: Result) -> None:
         r.problems.append("proxy RSS was not sampled at warm-up end and at the end")
     elif r.rss_growth >= s.rss_limit:
         r.problems.append(f"proxy RSS grew {r.rss_growth:.1%} (limit {s.rss_limit:.0%})")
+
+
+def _when(r: Result, at: float) -> str:
+    """``at`` relative to the start, and the kill it follows most closely (if any)."""
+    text = f"at {at - r.started:.1f} s"
+    before = [k for k in r.kills if k.killed_at <= at + 0.05]
+    if before:
+        k = before[-1]
+        back = "never back" if k.ready_at is None else f"back at {k.ready_at - r.started:.1f} s"
+        text += f" ({k.protocol} {k.label} killed at {k.killed_at - r.started:.1f} s, {back})"
+    return text
 
 
 def _latency_ms(tallies: list[ClientTally]) -> str:
@@ -556,8 +576,12 @@ def _stats_text(stats: dict[str, int]) -> str:
 def main() -> int:
     s = Settings.from_env()
     print(f"soak: {s}", flush=True)
+    keep = os.environ.get("SOAK_WORKDIR")  # keep manifests and process logs there
     with tempfile.TemporaryDirectory(prefix="aeraki-soak-") as tmp:
-        result = run(s, Path(tmp))
+        workdir = Path(keep or tmp)
+        result = run(s, workdir, log=lambda line: print(line, flush=True))
+        if result.problems:
+            print(f"soak: process logs in {workdir / 'logs'}" + ("" if keep else " (deleted)"))
     text = report(result)
     print(text)
     if not os.environ.get("SOAK_NO_WRITE"):
