@@ -309,8 +309,12 @@ METHOD = """\
   (`benchmarks/fuzz_coverage.py`: its package, or its one file) executed by a separate sample of
   `FUZZ_COVERAGE_INPUTS` inputs under a line tracer (unreached lines are printed: mostly
   defensive checks, encode limits past 16 MiB, and table builders that run only at import);
-  RSS = peak of any worker. The same engine
-  runs bounded in `make test` (`tests/codec/test_fuzz_all.py`).
+  RSS = peak of any worker. The same engine runs bounded in `make test`
+  (`tests/codec/test_fuzz_all.py`).
+- **Found by the fuzzer** (fixed, with regression tests in `tests/codec/test_fuzz_all.py`):
+  the test FakeCodec let `struct.error` escape `encode` for request ids outside 64 bits, and
+  for header values under 65,536 characters but over 65,535 UTF-8 bytes (also its local reply
+  for a long message). Thrift, Dubbo and minirpc: nothing so far.
 """
 
 

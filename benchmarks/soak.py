@@ -507,6 +507,11 @@ METHOD = """\
   every host came back, and the proxy's RSS grew < 10 % from the end of warm-up to the end.
 - *Latency* = p50 / p99 / max ms of answered calls (client side, all in one Python process
   sharing 2 CPUs with proxy, control plane and upstreams: a health check, not a benchmark).
+- **Found by the soak:** a call sent just as its upstream was SIGKILLed could hang forever
+  (about one per 600 s run): the connect completed, the dying process reset it, and the pool
+  handed the already-closed connection to the waiting request. Fixed in `HostPool._on_connected`
+  (commit ef68eaf; regression test `tests/proxy/upstream/test_pool_races.py`); the FAIL run
+  below the fixed one is that finding.
 """
 
 
