@@ -224,7 +224,9 @@ class PriorityLoadBalancer:
         self._hosts: tuple[Host, ...] = ()
         self._levels: list[_Level] = []
         self._cumulative: list[int] = []
-        self._only: _Level | None = None
+        #: the level taking all the load, as its ``choose`` (the policy's own when the level
+        #: has no locality schedule): one call per pick in the common case.
+        self._only: Callable[[int | None], Host | None] | None = None
         self._loads = PriorityLoads((), ())
         self.update(hosts)
 
@@ -276,13 +278,16 @@ class PriorityLoadBalancer:
         serving = [
             level for level, load in zip(self._levels, self._loads.loads, strict=True) if load
         ]
-        self._only = serving[0] if len(serving) == 1 else None
+        self._only = None
+        if len(serving) == 1:
+            only = serving[0]
+            self._only = only.choose if only.localities else only.balancer.choose
 
     def choose(self, hash_key: int | None) -> Host | None:
         """A host of the level ``point % 100`` falls in (module docstring)."""
         only = self._only
         if only is not None:
-            return only.choose(hash_key)
+            return only(hash_key)
         if not self._cumulative:
             return None
         point = hash_key if self._hashed and hash_key is not None else self._rng.getrandbits(64)
