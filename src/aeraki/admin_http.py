@@ -1,17 +1,20 @@
 """A tiny admin HTTP/1.1 server shared by the proxy and the control plane.
 
-GET (or HEAD) only, one response per connection, handlers are plain functions returning
+GET (or HEAD) pages, one response per connection, handlers are plain functions returning
 ``(status, content type, body)``: the admin port is for humans, probes and scrapers, not for
-load, and this keeps both planes free of a web framework.
+load, and this keeps both planes free of a web framework. A few *actions* change state (the
+proxy's ``POST /logging?level=debug``, as Envoy's): POST only, so a scraper or a browser's
+prefetch never triggers one, and they get the parsed query string.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import Callable, Mapping
 
-__all__ = ["AdminHttpServer", "Handler", "Response"]
+__all__ = ["Action", "AdminHttpServer", "Handler", "Response"]
 
 #: An admin request line + headers larger than this is refused (no one needs more).
 MAX_REQUEST_BYTES = 16 * 1024
@@ -20,6 +23,8 @@ READ_TIMEOUT = 5.0
 
 Response = tuple[int, str, str]
 Handler = Callable[[], Response]
+#: A POST handler: gets the query string's parameters (last value of a repeated name wins).
+Action = Callable[[Mapping[str, str]], Response]
 
 _REASONS = {
     200: "OK",
@@ -31,10 +36,14 @@ _REASONS = {
 
 
 class AdminHttpServer:
-    """Serves ``routes`` (exact path, query included, -> handler)."""
+    """Serves ``routes`` (GET; exact path, query included, -> handler) and ``actions``
+    (POST; path without the query -> action)."""
 
-    def __init__(self, routes: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, routes: Mapping[str, Handler], actions: Mapping[str, Action] | None = None
+    ) -> None:
         self.routes = dict(routes)
+        self.actions = dict(actions or {})
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -75,13 +84,23 @@ class AdminHttpServer:
         if len(head) > MAX_REQUEST_BYTES:
             return 400, "text/plain", "request too large\n"
         parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        if len(parts) == 3 and parts[0] == "POST":
+            return self._act(parts[1])
         if len(parts) != 3 or parts[0] not in ("GET", "HEAD"):
-            return 405, "text/plain", "only GET is supported\n"
+            return 405, "text/plain", "only GET (and POST for actions) is supported\n"
         handler = self.routes.get(parts[1])
         if handler is None:
             known = " ".join(sorted(self.routes))
             return 404, "text/plain", f"unknown path {parts[1]}; try: {known}\n"
         return handler()
+
+    def _act(self, target: str) -> Response:
+        path, _, query = target.partition("?")
+        action = self.actions.get(path)
+        if action is None:
+            known = " ".join(sorted(self.actions)) or "none"
+            return 404, "text/plain", f"unknown action {path}; POST actions: {known}\n"
+        return action(dict(urllib.parse.parse_qsl(query, keep_blank_values=True)))
 
     def close(self) -> None:
         """Stop serving."""

@@ -1,22 +1,44 @@
-"""The proxy's admin pages: ``/ready``, ``/config_dump``, ``/stats``, ``/clusters``.
+"""The proxy's admin pages: ``/ready``, ``/config_dump``, ``/stats``, ``/stats/prometheus``,
+``/clusters``, ``/logging``; and the one action, ``POST /logging``.
 
-Served by :class:`aeraki.admin_http.AdminHttpServer` on ``admin.address``.
+Served by :class:`aeraki.admin_http.AdminHttpServer` on ``admin.address``. Paths, formats and
+the logging action follow Envoy's admin API, so the operator's habits (and scripts) carry
+over: ``/clusters`` prints ``cluster::host::stat::value`` lines, ``POST /logging?level=debug``
+sets every logger, ``POST /logging?proxy.xds_client=debug`` one of them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from aeraki.admin_http import Handler, Response
+from aeraki.admin_http import Action, Handler, Response
+from aeraki.proxy.observe import prometheus
+from aeraki.proxy.upstream.cluster import Cluster
+from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.outlier import HostMonitor
 
 if TYPE_CHECKING:
     from aeraki.proxy.server import ProxyServer
 
-__all__ = ["admin_routes"]
+__all__ = ["LOG_LEVELS", "ROOT_LOGGER", "admin_actions", "admin_routes", "set_log_levels"]
+
+#: Every logger of the project lives under this one; ``/logging`` names are relative to it.
+ROOT_LOGGER = "aeraki"
+#: Envoy's level names (``trace`` and ``critical``/``off`` included) -> Python levels.
+LOG_LEVELS: dict[str, int] = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "off": logging.CRITICAL + 10,
+}
 
 
 def _ready(proxy: ProxyServer) -> Response:
@@ -38,18 +60,132 @@ def _stats_json(proxy: ProxyServer) -> Response:
     return 200, "application/json", json.dumps(proxy.stats(), indent=2, sort_keys=True) + "\n"
 
 
+def host_status(cluster: Cluster, host: Host) -> dict[str, Any]:
+    """One host as ``/clusters`` shows it: placement, health, ejections, live load."""
+    monitor = host.monitor
+    connections = sum(len(p.connections) for p in cluster.pools if p.host is host)
+    return {
+        "address": host.key,
+        "weight": host.weight,
+        "priority": host.priority,
+        "region": host.locality.region,
+        "zone": host.locality.zone,
+        "sub_zone": host.locality.sub_zone,
+        "health_flags": host.health_flags,
+        "outlier_ejections": monitor.ejections if isinstance(monitor, HostMonitor) else 0,
+        "cx_active": connections,
+        "rq_active": host.active_requests,
+    }
+
+
+def cluster_status(cluster: Cluster) -> dict[str, Any]:
+    """One cluster as ``/clusters?format=json`` shows it (Envoy's ``cluster_statuses``)."""
+    breakers = cluster.config.circuit_breakers
+    return {
+        "name": cluster.name,
+        "lb_policy": cluster.config.lb_policy.value,
+        "in_panic": cluster.lb.in_panic,
+        "circuit_breakers": {
+            "max_connections": breakers.max_connections,
+            "max_pending_requests": breakers.max_pending_requests,
+            "max_requests": breakers.max_requests,
+            "max_retries": breakers.max_retries,
+        },
+        "stats": cluster.stats.snapshot(),
+        "host_statuses": [host_status(cluster, host) for host in cluster.hosts],
+    }
+
+
+def _stats_prometheus(proxy: ProxyServer) -> Response:
+    return 200, prometheus.CONTENT_TYPE, prometheus.render(proxy)
+
+
 def _clusters(proxy: ProxyServer) -> Response:
     lines = []
     for cluster in proxy.clusters.clusters.values():
-        for host in cluster.hosts:
-            prefix = f"{cluster.name}::{host.key}"
-            lines.append(f"{prefix}::health_flags::{host.health_flags}")
-            monitor = host.monitor
-            if isinstance(monitor, HostMonitor):
-                lines.append(f"{prefix}::outlier_ejections::{monitor.ejections}")
-            lines.append(f"{prefix}::weight::{host.weight}")
-            lines.append(f"{prefix}::rq_active::{host.active_requests}")
+        status = cluster_status(cluster)
+        for key, value in status["circuit_breakers"].items():
+            lines.append(f"{cluster.name}::default_priority::{key}::{value}")
+        lines.append(f"{cluster.name}::in_panic::{str(status['in_panic']).lower()}")
+        for host in status["host_statuses"]:
+            prefix = f"{cluster.name}::{host['address']}"
+            lines.extend(f"{prefix}::{k}::{v}" for k, v in host.items() if k != "address")
     return 200, "text/plain", "\n".join(lines) + "\n"
+
+
+def _clusters_json(proxy: ProxyServer) -> Response:
+    statuses = [cluster_status(c) for c in proxy.clusters.clusters.values()]
+    return 200, "application/json", json.dumps({"cluster_statuses": statuses}, indent=2) + "\n"
+
+
+# -- logging ------------------------------------------------------------------------------
+def _project_loggers() -> dict[str, logging.Logger]:
+    """Every logger created so far under :data:`ROOT_LOGGER`, by full name."""
+    found = {ROOT_LOGGER: logging.getLogger(ROOT_LOGGER)}
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith(ROOT_LOGGER + ".") and isinstance(logger, logging.Logger):
+            found[name] = logger
+    return found
+
+
+def _level_name(level: int) -> str:
+    if level > logging.CRITICAL:
+        return "off"
+    return logging.getLevelName(level).lower()
+
+
+def _logging_text() -> str:
+    lines = ["active loggers:"]
+    for name, logger in sorted(_project_loggers().items()):
+        lines.append(f"  {name}: {_level_name(logger.getEffectiveLevel())}")
+    return "\n".join(lines) + "\n"
+
+
+def set_log_levels(params: Mapping[str, str]) -> str:
+    """Apply Envoy-style level changes; returns what was done.
+
+    ``level=X`` sets :data:`ROOT_LOGGER` and every logger under it; ``NAME=X`` sets one
+    logger, named in full (``aeraki.proxy.pool``) or relative to the root (``proxy.pool``).
+    Everything is checked before anything changes, so a bad request changes nothing.
+
+    Raises:
+        ValueError: an unknown level or logger (the message names it).
+    """
+    loggers = _project_loggers()
+    changes: list[tuple[list[logging.Logger], int, str]] = []
+    for key, value in params.items():
+        level = LOG_LEVELS.get(value.lower())
+        if level is None:
+            raise ValueError(
+                f"unknown level {value!r} for {key!r}; use one of: {' '.join(LOG_LEVELS)}"
+            )
+        if key == "level":
+            changes.append((list(loggers.values()), level, f"all loggers: {value.lower()}"))
+            continue
+        name = key if key.startswith(ROOT_LOGGER) else f"{ROOT_LOGGER}.{key}"
+        if name not in loggers:
+            raise ValueError(f"unknown logger {key!r} (GET /logging lists them)")
+        changes.append(([loggers[name]], level, f"{name}: {value.lower()}"))
+    if not changes:
+        raise ValueError("give level=LEVEL or LOGGER=LEVEL")
+    for targets, level, _ in changes:
+        for logger in targets:
+            logger.setLevel(level)
+    return "\n".join(what for _, _, what in changes) + "\n"
+
+
+def _logging_get() -> Response:
+    return 200, "text/plain", _logging_text()
+
+
+def _logging_post(params: Mapping[str, str]) -> Response:
+    if not params:
+        return 200, "text/plain", _logging_text()
+    try:
+        done = set_log_levels(params)
+    except ValueError as exc:
+        return 400, "text/plain", f"{exc}\n"
+    return 200, "text/plain", done + _logging_text()
 
 
 def admin_routes(proxy: ProxyServer) -> dict[str, Handler]:
@@ -59,6 +195,18 @@ def admin_routes(proxy: ProxyServer) -> dict[str, Handler]:
         "/config_dump": _config_dump,
         "/stats": _stats,
         "/stats?format=json": _stats_json,
+        "/stats/prometheus": _stats_prometheus,
         "/clusters": _clusters,
+        "/clusters?format=json": _clusters_json,
     }
-    return {path: functools.partial(page, proxy) for path, page in pages.items()}
+    routes: dict[str, Handler] = {
+        path: functools.partial(page, proxy) for path, page in pages.items()
+    }
+    routes["/logging"] = _logging_get
+    return routes
+
+
+def admin_actions(proxy: ProxyServer) -> dict[str, Action]:
+    """The proxy's POST actions (Envoy's ``/logging``)."""
+    del proxy  # logging is process-wide; the signature matches admin_routes for symmetry
+    return {"/logging": _logging_post}

@@ -211,6 +211,7 @@ class Route:
         "_hash_keys",
         "abort_type",
         "cluster",
+        "config",
         "fault",
         "idempotent",
         "matchers",
@@ -226,6 +227,8 @@ class Route:
     )
 
     def __init__(self, config: RouteConfig, path: str) -> None:
+        #: the route as configured (for ``/config_dump`` and ``aeraki explain``).
+        self.config = config
         self.name = config.name
         self.matchers = tuple(
             compile_matcher(m, f"{path}.match.metadata[{j}]") for j, m in enumerate(config.match)

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from aeraki.admin_http import AdminHttpServer
-from aeraki.proxy.admin import admin_routes
+from aeraki.proxy.admin import admin_actions, admin_routes
 from aeraki.proxy.config import ListenerConfig, ProxyConfig
 from aeraki.proxy.listener import Listener, ListenerRuntime
 from aeraki.proxy.routing import RouteTable
@@ -66,7 +66,7 @@ class ProxyServer:
         for listener in self.listeners:
             await listener.start(reuse_port=reuse_port)
         if self.config.admin is not None:
-            self.admin = AdminHttpServer(admin_routes(self))
+            self.admin = AdminHttpServer(admin_routes(self), admin_actions(self))
             address = self.config.admin.address
             await self.admin.start(address.host, address.port)
         if self.config.ads is not None:
@@ -225,34 +225,51 @@ class ProxyServer:
     def config_dump(self) -> dict[str, Any]:
         """The configuration in force, as JSON-ready data: the bootstrap, then what is live
         now (listeners and clusters, static or from xDS; route tables from RDS; the xDS
-        client's versions and last rejection)."""
+        client's versions and last rejection). Each live resource carries ``version_info``:
+        ``static`` for the bootstrap's, else the xDS version its type was last ACKed at;
+        every route carries its full action (cluster or weights, hash policy, mirrors,
+        mutations, timeout, retry policy, fault)."""
+        versions = self._xds_versions()
         dump: dict[str, Any] = {
             "bootstrap": _plain(dataclasses.asdict(self.config)),
             "listeners": [
-                _plain(dataclasses.asdict(listener.runtime.config)) for listener in self.listeners
+                _plain(dataclasses.asdict(listener.runtime.config))
+                | {"version_info": self._version_of("Listener", listener.runtime.name, versions)}
+                for listener in self.listeners
             ],
             "clusters": [
                 _plain(dataclasses.asdict(cluster.config))
-                | {"hosts": [host.key for host in cluster.hosts]}
+                | {
+                    "hosts": [host.key for host in cluster.hosts],
+                    "version_info": self._version_of("Cluster", cluster.name, versions),
+                }
                 for cluster in self.clusters.clusters.values()
             ],
             "rds_routes": {name: _route_table(table) for name, table in self.routes.items()},
+            "rds_versions": {name: versions.get("RouteConfiguration", "") for name in self.routes},
         }
         if self.xds is not None:
             dump["xds"] = self.xds.state()
         return dump
 
+    def _xds_versions(self) -> dict[str, str]:
+        """Short type name (``Listener``, ``Cluster``, ...) -> version ACKed."""
+        if self.xds is None:
+            return {}
+        types = self.xds.state()["types"]
+        return {url.rsplit(".", 1)[-1]: str(state["version"]) for url, state in types.items()}
+
+    def _version_of(self, kind: str, name: str, versions: dict[str, str]) -> str:
+        static = {
+            "Listener": self.static_listener_names,
+            "Cluster": {c.name for c in self.config.clusters},
+        }
+        return "static" if name in static[kind] else versions.get(kind, "")
+
 
 def _route_table(table: RouteTable) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": route.name,
-            "match": [_plain(dataclasses.asdict(m.spec)) for m in route.matchers],
-            "cluster": route.cluster,
-            "weighted_clusters": list(route.weighted_names),
-        }
-        for route in table.routes
-    ]
+    """A compiled table as the config it came from (every field of :class:`RouteConfig`)."""
+    return [_plain(dataclasses.asdict(route.config)) for route in table.routes]
 
 
 def _only_routes_differ(old: ListenerConfig, new: ListenerConfig) -> bool:
@@ -267,6 +284,8 @@ def _only_routes_differ(old: ListenerConfig, new: ListenerConfig) -> bool:
 def _plain(value: Any) -> Any:
     if isinstance(value, Message):
         return json_format.MessageToDict(value)
+    if isinstance(value, enum.Flag):  # e.g. retry_on: the names, not a bit mask
+        return [member.name.lower() for member in type(value) if member in value and member.name]
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
