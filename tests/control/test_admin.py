@@ -1,8 +1,11 @@
+# ruff: noqa: F811  (the harness fixture imported from test_runtime is a parameter here)
 """``aeraki control --admin-address``: readiness, Prometheus metrics and status over HTTP,
-from a real control-plane process watching a manifest directory."""
+from a real control-plane process watching a manifest directory; the debug pages
+(``/debug/connections``, ``/debug/syncz``) with real ADS streams that ACK and NACK."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -13,7 +16,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+
+from aeraki.control.xds import CLUSTER_TYPE
+from tests.control.test_runtime import Harness, harness  # noqa: F401  (fixture)
+from tests.control.xds.client import AdsClient
 
 REPO = Path(__file__).resolve().parents[2]
 MESH = REPO / "examples" / "mesh"
@@ -71,6 +79,74 @@ def test_ready_metrics_and_status_are_served(control_plane: int) -> None:
     status, text = _get(control_plane, "/status")
     assert status == 200
     assert "thrift-sample-server.meta-thrift.svc.cluster.local" in text
+    assert _get(control_plane, "/debug/syncz") == (200, "no proxy connected\n")
+    status, text = _get(control_plane, "/debug/connections")
+    assert (status, json.loads(text)["proxies"]) == (200, [])
     status, text = _get(control_plane, "/nope")
     assert status == 404
     assert "/metrics" in text
+
+
+# ------------------------------------------------------- debug pages, in process (real gRPC)
+
+
+async def test_debug_pages_show_acked_versions_and_the_last_nack_reason(
+    harness: Harness,
+) -> None:
+    """One proxy ACKs everything, another rejects its clusters: ``/debug/connections`` and
+    ``/debug/syncz`` tell them apart and quote the rejection."""
+    from aeraki.control.admin import admin_routes
+
+    pages = admin_routes(harness.plane)
+    await harness.wait(lambda: harness.plane.config is not None)
+    harness.connect("good-proxy")
+    await harness.wait(lambda: harness.plane.in_sync("good-proxy"))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{harness.plane.port}")
+    bad = AdsClient(channel, "bad-proxy")
+    try:
+        bad.subscribe(CLUSTER_TYPE)
+        resp = await bad.recv()
+        bad.nack(resp, "cluster x: unsupported field lb_subset_config")
+        await harness.wait(lambda: _nacked(harness, "bad-proxy"))
+        status, content_type, body = pages["/debug/connections"]()
+        _, _, syncz = pages["/debug/syncz"]()
+    finally:
+        await bad.close()
+        await channel.close()
+    assert (status, content_type) == (200, "application/json")
+    proxies = {p["node_id"]: p for p in json.loads(body)["proxies"]}
+    good = proxies["good-proxy"]["types"]["Cluster"]
+    assert good["status"] == "SYNCED"
+    assert good["acked_version"] == good["snapshot_version"] != ""
+    assert proxies["good-proxy"]["in_sync"] is True
+    rejected = proxies["bad-proxy"]["types"]["Cluster"]
+    assert rejected["status"] == "NACKED"
+    assert rejected["acked_version"] == ""
+    assert rejected["last_nack_version"] == resp.version_info
+    assert rejected["last_nack_reason"] == "cluster x: unsupported field lb_subset_config"
+    assert proxies["bad-proxy"]["in_sync"] is False
+    lines = syncz.splitlines()
+    assert any(ln.startswith("good-proxy sotw Cluster SYNCED") for ln in lines), syncz
+    assert any(
+        ln.startswith("bad-proxy sotw Cluster NACKED sent=")
+        and ln.endswith("unsupported field lb_subset_config")
+        for ln in lines
+    ), syncz
+
+
+def _nacked(harness: Harness, node_id: str) -> bool:
+    return any(
+        t.nacks > 0
+        for p in harness.plane.server.proxies()
+        if p.node_id == node_id
+        for t in p.types.values()
+    )
+
+
+def test_syncz_without_proxies_says_so(tmp_path: Path) -> None:
+    from aeraki.control.admin import admin_routes
+    from aeraki.control.runtime import ControlPlane
+    from aeraki.control.sources.files import FileSource
+
+    plane = ControlPlane(FileSource(tmp_path), xds_port=0)
+    assert admin_routes(plane)["/debug/syncz"]() == (200, "text/plain", "no proxy connected\n")

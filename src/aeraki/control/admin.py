@@ -1,20 +1,26 @@
-"""The control plane's admin pages: ``/ready``, ``/metrics``, ``/status``.
+"""The control plane's admin pages: ``/ready``, ``/metrics``, ``/status``, ``/debug/…``.
 
 ``/ready`` answers 200 once every config source has delivered its first complete view and
 the configuration was built from it (so a replica never serves an empty configuration);
 ``/metrics`` is the Prometheus text exposition of :data:`~aeraki.control.push.CONTROL_METRICS`
 and the xDS server's counters; ``/status`` is the same view ``aeraki run`` shows.
+``/debug/connections`` (JSON) lists every connected proxy and, per resource type, the version
+sent, ACKed and last NACKed with its reason; ``/debug/syncz`` is the same as one line per
+proxy and type, in the words of Istio's ``syncz`` (SYNCED, STALE, NACKED, NOT SENT), to answer
+"did my change reach that proxy, and if not why" without reading a log.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING
+import json
+import time
+from typing import TYPE_CHECKING, Any
 
 from aeraki.admin_http import Handler, Response
 from aeraki.control.push import CONTROL_METRICS
-from aeraki.control.status import render
+from aeraki.control.status import connection_report, render
 
 if TYPE_CHECKING:
     from aeraki.control.runtime import ControlPlane
@@ -63,10 +69,42 @@ def _status(plane: ControlPlane) -> Response:
     return 200, "text/plain", "\n".join(render(plane.status())) + "\n"
 
 
+def _report(plane: ControlPlane) -> list[dict[str, Any]]:
+    cache = plane.cache
+    snapshots = {k: s for k in cache.keys() if (s := cache.get_snapshot(k))}  # noqa: SIM118
+    return connection_report(plane.server.proxies(), snapshots, now=time.time())
+
+
+def _connections(plane: ControlPlane) -> Response:
+    report = {"proxies": _report(plane), "last_push": _last_push(plane)}
+    return 200, "application/json", json.dumps(report, indent=2) + "\n"
+
+
+def _last_push(plane: ControlPlane) -> dict[str, Any] | None:
+    push = plane.last_push
+    return None if push is None else dataclasses.asdict(push)
+
+
+def _syncz(plane: ControlPlane) -> Response:
+    lines = []
+    for proxy in _report(plane):
+        for name, t in proxy["types"].items():
+            line = (
+                f"{proxy['node_id']} {proxy['stream']} {name} {t['status']} "
+                f"sent={t['sent_version'] or '-'} acked={t['acked_version'] or '-'}"
+            )
+            if t["last_nack_version"]:
+                line += f" nacked={t['last_nack_version']}: {t['last_nack_reason']}"
+            lines.append(line)
+    return 200, "text/plain", "\n".join(lines or ["no proxy connected"]) + "\n"
+
+
 def admin_routes(plane: ControlPlane) -> dict[str, Handler]:
     """The control plane's admin pages, bound to ``plane``."""
     return {
         "/ready": functools.partial(_ready, plane),
         "/metrics": functools.partial(_metrics, plane),
         "/status": functools.partial(_status, plane),
+        "/debug/connections": functools.partial(_connections, plane),
+        "/debug/syncz": functools.partial(_syncz, plane),
     }

@@ -10,14 +10,25 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from aeraki.control.model import ConfigSnapshot, MatchKind, MetaRoute, Problem
 from aeraki.control.xds import CLUSTER_TYPE, ENDPOINT_TYPE, ProxyStatus, Snapshot
+from aeraki.control.xds.streams import TypeStatus
 
-__all__ = ["ClusterView", "ProxyView", "PushRecord", "Status", "collect", "render"]
+__all__ = [
+    "ClusterView",
+    "ProxyView",
+    "PushRecord",
+    "Status",
+    "collect",
+    "connection_report",
+    "render",
+    "sync_state",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,3 +219,58 @@ def render(status: Status, *, now: float | None = None, title: str = "aeraki") -
     lines.append(f"Problems ({len(status.problems)}):")
     lines.extend(f"  {p}" for p in status.problems or ("none",))
     return lines
+
+
+def sync_state(ts: TypeStatus, snapshot: Snapshot | None) -> str:
+    """Istio's ``syncz`` words for one type on one stream.
+
+    ``SYNCED``: the proxy ACKed the version its snapshot holds now; ``NACKED``: it rejected the
+    last version sent; ``STALE``: a newer version was sent (or is due) and not ACKed yet;
+    ``NOT SENT``: nothing sent on this stream yet.
+    """
+    if not ts.sent_version:
+        return "NOT SENT"
+    if ts.last_nack_version and ts.last_nack_version == ts.sent_version:
+        return "NACKED"
+    if snapshot is not None and ts.acked_version == snapshot.version(ts.type_url):
+        return "SYNCED"
+    return "STALE"
+
+
+def connection_report(
+    proxies: Sequence[ProxyStatus], snapshots: Mapping[str, Snapshot], *, now: float
+) -> list[dict[str, Any]]:
+    """Every connected proxy with, per subscribed type, what was sent, ACKed and NACKed
+    (``/debug/connections`` and ``/debug/syncz`` of the control plane's admin port)."""
+    out: list[dict[str, Any]] = []
+    for proxy in proxies:
+        snapshot = snapshots.get(proxy.node_key)
+        types = {}
+        for type_url, ts in sorted(proxy.types.items()):
+            types[short_type(type_url)] = {
+                "type_url": type_url,
+                "status": sync_state(ts, snapshot),
+                "snapshot_version": snapshot.version(type_url) if snapshot is not None else "",
+                "sent_version": ts.sent_version,
+                "acked_version": ts.acked_version,
+                "acks": ts.acks,
+                "nacks": ts.nacks,
+                "last_nack_version": ts.last_nack_version,
+                "last_nack_reason": ts.last_nack_reason,
+                "wildcard": ts.wildcard,
+                "subscribed": list(ts.subscribed),
+            }
+        out.append(
+            {
+                "node_id": proxy.node_id,
+                "node_cluster": proxy.node_cluster,
+                "node_key": proxy.node_key,
+                "stream_id": proxy.stream_id,
+                "stream": proxy.kind.value,
+                "peer": proxy.peer,
+                "connected_seconds": round(max(0.0, now - proxy.connected_at), 3),
+                "in_sync": describe_proxy(proxy, snapshot).in_sync,
+                "types": types,
+            }
+        )
+    return out
