@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Mapping
+from typing import Any
 
 from aeraki.codec.api import Side
 from aeraki.codec.registry import resolve_codec
@@ -23,6 +25,7 @@ from aeraki.proxy.filters.api import (
     RequestObserver,
     build_filters,
 )
+from aeraki.proxy.observe.metrics import RequestMetrics
 from aeraki.proxy.routing import RouteTable
 from aeraki.proxy.stats import ListenerStats
 from aeraki.proxy.upstream.cluster import ClusterManager
@@ -35,10 +38,20 @@ log = logging.getLogger(__name__)
 class ListenerRuntime:
     """Everything the connections of one listener share."""
 
-    def __init__(self, config: ListenerConfig, clusters: ClusterManager) -> None:
+    def __init__(
+        self,
+        config: ListenerConfig,
+        clusters: ClusterManager,
+        *,
+        node_id: str = "",
+        node_metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         proxy = config.proxy
         self.config = config
         self.name = config.name
+        #: the proxy's own ``node`` (metadata exchange and Istio metrics label with it).
+        self.node_id = node_id
+        self.node_metadata: Mapping[str, Any] = node_metadata or {}
         self.application_protocol = proxy.application_protocol
         self.codec_cls = resolve_codec(proxy.codec)
         self.codec_side = Side.REQUEST
@@ -58,7 +71,7 @@ class ListenerRuntime:
         )
         #: told about every request when it ends (access logs, metrics, tracing); empty
         #: costs the request path one truth test.
-        self.observers: tuple[RequestObserver, ...] = ()
+        self.observers: tuple[RequestObserver, ...] = (RequestMetrics(),)
         self.connections: set[DownstreamConnection] = set()
         self._drained = asyncio.Event()
         self._drained.set()

@@ -43,7 +43,7 @@ class ProxyServer:
         self.config = config
         self.drain_timeout = drain_timeout
         self.clusters = ClusterManager(config.clusters)
-        self.listeners = [Listener(ListenerRuntime(c, self.clusters)) for c in config.listeners]
+        self.listeners = [Listener(self._runtime(c)) for c in config.listeners]
         self.static_listener_names = frozenset(c.name for c in config.listeners)
         #: route tables received over RDS, by route configuration name.
         self.routes: dict[str, RouteTable] = {}
@@ -54,6 +54,13 @@ class ProxyServer:
         self._stopped = asyncio.Event()
         self._draining: set[asyncio.Task[bool]] = set()
         self._reuse_port = False
+
+    def _runtime(self, listener: ListenerConfig) -> ListenerRuntime:
+        """The runtime of ``listener``, knowing this proxy's node (for metadata exchange)."""
+        node = self.config
+        return ListenerRuntime(
+            listener, self.clusters, node_id=node.node_id, node_metadata=node.node_metadata
+        )
 
     async def start(self, *, reuse_port: bool = False) -> None:
         """Resolve clusters, bind listeners and admin, start the xDS client if configured.
@@ -119,7 +126,7 @@ class ProxyServer:
                 continue
             if old is not None:
                 self._retire_listener(old)
-            listener = Listener(ListenerRuntime(config, self.clusters))
+            listener = Listener(self._runtime(config))
             self._attach_routes(listener.runtime)
             try:
                 await listener.start(reuse_port=self._reuse_port)

@@ -1,0 +1,168 @@
+"""Request metrics of a listener: requests by method and outcome, and their duration.
+
+A :class:`RequestMetrics` is the listener's metrics observer (``ListenerRuntime.observers``):
+told about every ended request, it counts it under ``(cluster, method, response code)`` and
+puts its duration into the ``(cluster, response code)`` histogram. A label combination is a
+tuple key into a dict of plain ints / :class:`Histogram` objects built on first sight (the
+"cached label children" of a Prometheus client, without its locks and objects), so a request
+costs two dict lookups, a bisect and three int additions, and no allocation but the keys.
+
+Cardinality is bounded: each listener admits at most :data:`MAX_METHODS` distinct method
+names; later new ones are counted as ``method="other"`` (a client sending random method names
+must not grow the proxy's memory or the scraper's series without limit). Cluster names and
+response codes come from configuration and a closed set.
+
+The exposition (:mod:`aeraki.proxy.observe.prometheus`) reads these objects; every family is
+declared once in :data:`REQUEST_METRICS`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import TYPE_CHECKING
+
+from aeraki.codec.api import ErrorType
+from aeraki.metrics import MetricSpec
+
+if TYPE_CHECKING:
+    from aeraki.proxy.request import ActiveRequest
+
+__all__ = [
+    "DURATION_BUCKETS_MS",
+    "MAX_METHODS",
+    "OTHER_METHOD",
+    "REQUEST_METRICS",
+    "Histogram",
+    "RequestMetrics",
+    "response_code",
+]
+
+#: Envoy's default histogram bucket bounds (``ConnectionManager``/stats sink defaults), in ms.
+DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.5,
+    1,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    300000,
+    600000,
+    1800000,
+    3600000,
+)
+
+#: Distinct ``method`` label values a listener keeps before folding new ones into "other".
+MAX_METHODS = 200
+OTHER_METHOD = "other"
+
+#: ``response_code`` of a request that ended without an answer (one-way, or client gone).
+NO_RESPONSE = "NONE"
+
+#: ``response_code`` of a local reply, by error type (Envoy-style names).
+_LOCAL_CODES: dict[ErrorType, str] = {t: t.name for t in ErrorType}
+
+REQUEST_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "aeraki_meta_protocol_requests_total",
+        "counter",
+        "Requests ended, by cluster, method and response code (OK, ERROR, the local reply's "
+        "error type, or NONE for one-way and abandoned requests).",
+    ),
+    MetricSpec(
+        "aeraki_meta_protocol_request_duration_milliseconds",
+        "histogram",
+        "Time from a request's decoding to its end, by cluster and response code.",
+    ),
+)
+
+
+class Histogram:
+    """A fixed-bucket histogram: per-bucket counts (not cumulative) and the sum.
+
+    ``counts[i]`` holds observations ``<= bounds[i]`` and above the previous bound; the last
+    slot holds those above every bound (Prometheus ``le="+Inf"``).
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS_MS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        """Observations so far."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[int]:
+        """Counts per bucket as Prometheus exposes them (each includes the lower ones)."""
+        out: list[int] = []
+        total = 0
+        for n in self.counts:
+            total += n
+            out.append(total)
+        return out
+
+
+def response_code(request: ActiveRequest) -> str:
+    """How ``request`` ended: ``OK``/``ERROR`` (the upstream's answer), the local reply's
+    error type, or ``NONE``."""
+    response = request.response
+    if response is not None:
+        return "OK" if response.response_status == 0 else "ERROR"
+    error = request.local_error
+    if error is not None:
+        return _LOCAL_CODES[error.type]
+    return NO_RESPONSE
+
+
+class RequestMetrics:
+    """The metrics observer of one listener (see the module docstring)."""
+
+    __slots__ = ("durations", "max_methods", "methods", "requests")
+
+    def __init__(self, max_methods: int = MAX_METHODS) -> None:
+        self.max_methods = max_methods
+        #: method names admitted as label values.
+        self.methods: set[str] = set()
+        #: ``(cluster, method, response code)`` -> requests.
+        self.requests: dict[tuple[str, str, str], int] = {}
+        #: ``(cluster, response code)`` -> duration histogram (ms).
+        self.durations: dict[tuple[str, str], Histogram] = {}
+
+    def on_request_done(self, request: ActiveRequest) -> None:
+        """Count ``request`` and its duration."""
+        code = response_code(request)
+        method = request.metadata.strings.get("method", "")
+        if method not in self.methods:
+            method = self._admit(method)
+        cluster = request.cluster_name
+        key = (cluster, method, code)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        histogram = self.durations.get((cluster, code))
+        if histogram is None:
+            histogram = self.durations[(cluster, code)] = Histogram()
+        histogram.observe((request.ended - request.started) * 1000.0)
+
+    def _admit(self, method: str) -> str:
+        """``method`` as a label value: itself while there is room, else ``other``."""
+        if len(self.methods) >= self.max_methods:
+            return OTHER_METHOD
+        self.methods.add(method)
+        return method
