@@ -582,8 +582,8 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
     (
         "access_log",
         lambda d: tc(d).update(access_log=[{"name": "x"}]),
-        TC + ".access_log",
-        "not supported yet",
+        TC + ".access_log[0].typed_config",
+        "required",
     ),
     (
         "deep unsupported matcher field",

@@ -20,6 +20,7 @@ from aeraki.proxy.bootstrap_routes import ClusterRef, convert_meta_route_table
 from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import FilterConfig, ListenerConfig, MetaProtocolConfig
 from aeraki.proxy.filters.api import check_filter_config
+from aeraki.proxy.observe.access_log import convert_access_logs
 from aeraki.xds.registry import FILTER_CONFIG_TYPES, TYPE_URL_PREFIX, message_class
 
 __all__ = [
@@ -207,6 +208,7 @@ def convert_meta_protocol_proxy(
             proto.meta_protocol_filters, join(path, "meta_protocol_filters"), problems, refs
         ),
         idle_timeout=idle_timeout,
+        access_logs=convert_access_logs(proto.access_log, join(path, "access_log"), problems),
     )
 
 

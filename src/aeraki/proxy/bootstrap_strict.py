@@ -111,8 +111,19 @@ SUPPORTED: dict[str, frozenset[str]] = {
         # --- MetaProtocolProxy ---
         _MPP + "MetaProtocolProxy": (
             "stat_prefix application_protocol rds route_config codec meta_protocol_filters"
-            " idle_timeout protocol"
+            " idle_timeout protocol access_log"
         ),
+        # --- access logs (aeraki.proxy.observe.access_log; typed_config checked unpacked) ---
+        "envoy.config.accesslog.v3.AccessLog": "name typed_config",
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog": (
+            "path format json_format log_format"
+        ),
+        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog": "log_format",
+        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog": "log_format",
+        "envoy.config.core.v3.SubstitutionFormatString": (
+            "text_format json_format text_format_source omit_empty_values"
+        ),
+        "envoy.config.core.v3.DataSource": "inline_string",
         _MPP + "Rds": "config_source route_config_name",
         _MPP + "MetaProtocolFilter": "name config",
         _MPP + "Codec": "name config",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AccessLogConfig",
     "AdminConfig",
     "AdsConfig",
     "CircuitBreakerConfig",
@@ -237,6 +238,21 @@ class FilterConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AccessLogConfig:
+    """One ``access_log`` entry (Envoy's file/stdout/stderr loggers, reference §25).
+
+    ``path`` is a file, ``/dev/stdout`` or ``/dev/stderr``; the line format is either text
+    (``text_format``; ``None`` = the default format) or JSON (``json_format``: key -> command
+    operator string, or a nested mapping). Formats were checked when the config was loaded.
+    """
+
+    path: str
+    text_format: str | None = None
+    json_format: Mapping[str, Any] | None = None
+    omit_empty_values: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetaProtocolConfig:
     """The ``MetaProtocolProxy`` network filter of one listener.
 
@@ -252,6 +268,7 @@ class MetaProtocolConfig:
     rds_name: str = ""
     filters: tuple[FilterConfig, ...] = ()
     idle_timeout: float | None = None
+    access_logs: tuple[AccessLogConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

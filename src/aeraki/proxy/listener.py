@@ -72,6 +72,10 @@ class ListenerRuntime:
         #: told about every request when it ends (access logs, metrics, tracing); empty
         #: costs the request path one truth test.
         self.observers: tuple[RequestObserver, ...] = (RequestMetrics(),)
+        if proxy.access_logs:  # imported only by a proxy that logs
+            from aeraki.proxy.observe.access_log import access_loggers
+
+            self.observers += access_loggers(proxy.access_logs)
         self.connections: set[DownstreamConnection] = set()
         self._drained = asyncio.Event()
         self._drained.set()
