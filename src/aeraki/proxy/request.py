@@ -31,6 +31,7 @@ from aeraki.proxy.upstream.pool import HostPool, PoolOverflow
 if TYPE_CHECKING:
     from aeraki.proxy.connection import DownstreamConnection
     from aeraki.proxy.routing import Route
+    from aeraki.proxy.stats import ListenerStats
     from aeraki.proxy.upstream.cluster import Cluster
     from aeraki.proxy.upstream.connection import UpstreamConnection
     from aeraki.proxy.upstream.host import Host
@@ -568,7 +569,7 @@ class _Mirror:
     depends on it. It uses exclusive connections so a slow mirror never blocks others.
     """
 
-    __slots__ = ("data", "expects_reply", "pool", "timer", "upstream")
+    __slots__ = ("data", "expects_reply", "pool", "stats", "timer", "upstream")
 
     @classmethod
     def launch(cls, request: ActiveRequest, cluster_name: str) -> None:
@@ -584,8 +585,7 @@ class _Mirror:
         except CodecError:
             return  # the main request reports the problem; a mirror stays silent
         pool = cluster.pool_for(host, listener.codec_cls, multiplexed=False)
-        mirror = cls(pool, data, expects_reply=not request.is_oneway)
-        listener.stats.mirror_sent += 1
+        mirror = cls(pool, data, listener.stats, expects_reply=not request.is_oneway)
         try:
             connection = pool.acquire(mirror)
         except PoolOverflow:
@@ -593,14 +593,19 @@ class _Mirror:
         if connection is not None:
             mirror.on_pool_ready(connection)
 
-    def __init__(self, pool: HostPool, data: bytes, *, expects_reply: bool) -> None:
+    def __init__(
+        self, pool: HostPool, data: bytes, stats: ListenerStats, *, expects_reply: bool
+    ) -> None:
         self.pool = pool
         self.data = data
+        #: ``mirror_sent`` counts copies written, not copies the pool refused or failed.
+        self.stats = stats
         self.expects_reply = expects_reply
         self.upstream: UpstreamConnection | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     def on_pool_ready(self, connection: UpstreamConnection) -> None:
+        self.stats.mirror_sent += 1
         if not self.expects_reply:
             connection.send(self, self.data, None)
             self.pool.release(connection)
