@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from aeraki import __version__
 from aeraki.errors import AerakiError, ConfigError
+from aeraki.explain.cli import add_parser as add_explain_parser
 
 __all__ = ["main"]
 
@@ -108,26 +109,8 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     validate.add_argument("-c", "--config", help="bootstrap file (YAML or JSON)")
     validate.add_argument("paths", nargs="*", help="manifest files or directories")
-    explain = sub.add_parser(
-        "explain",
-        help="show which route a request would take, matcher by matcher",
-        description="Match a request described by KEY=VALUE metadata (e.g. method=sayHello "
-        "interface=org.apache.dubbo.samples.basic.api.DemoService) against the static routes "
-        "of a bootstrap's listeners and explain every decision.",
-    )
-    explain.add_argument("-c", "--config", required=True, help="bootstrap file (YAML or JSON)")
-    explain.add_argument("--listener", help="only this listener (default: every listener)")
-    explain.add_argument(
-        "metadata", nargs="*", type=_key_value, help="request metadata as KEY=VALUE"
-    )
+    add_explain_parser(sub)
     return parser
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
 
 
 def _run_loop(main: object, loop_name: str) -> None:
@@ -180,32 +163,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from aeraki.codec.api import Metadata
-    from aeraki.proxy.bootstrap import load_bootstrap
-    from aeraki.proxy.routing import RouteTable
+    from aeraki.explain.cli import cmd_explain
 
-    config = load_bootstrap(args.config)
-    listeners = [item for item in config.listeners if args.listener in (None, item.name)]
-    if not listeners:
-        names = ", ".join(item.name for item in config.listeners) or "none"
-        print(
-            f"aeraki: no listener {args.listener!r} in {args.config} (listeners: {names})",
-            file=sys.stderr,
-        )
-        return 2
-    metadata = Metadata()
-    for key, value in args.metadata:
-        metadata.put_string(key, value)
-    for listener in listeners:
-        proxy = listener.proxy
-        metadata.put_string("x-meta-protocol-application-protocol", proxy.application_protocol)
-        print(f"listener {listener.name} ({listener.address}, {proxy.application_protocol}):")
-        if proxy.route_table is None:
-            print(f"  routes arrive over RDS ({proxy.rds_name!r}); nothing static to explain")
-            continue
-        for line in RouteTable.compile(proxy.route_table).explain(metadata):
-            print(f"  {line}")
-    return 0
+    return cmd_explain(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

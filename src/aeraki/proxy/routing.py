@@ -176,6 +176,10 @@ class CompiledMatcher:
             strings = md.load_strings()
         return self.test(strings)
 
+    def describe(self) -> str:
+        """The matcher in short human form (``method exact 'sayHello' [invert]``)."""
+        return _describe(self.spec)
+
     def explain(self, strings: Mapping[str, str]) -> str:
         """Why this matcher succeeds or fails on ``strings`` (one line)."""
         ok = self.test(strings)

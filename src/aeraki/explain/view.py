@@ -1,0 +1,123 @@
+"""The configuration ``aeraki explain`` reasons about, from wherever it lives.
+
+A :class:`ConfigView` is what a proxy holds once configured: listeners, clusters with their
+endpoints, and route tables (static in a listener, or by RDS name). It is built the same way
+the proxy builds its own, so the explanation is of the proxy's behaviour, not of a model:
+
+* a bootstrap file: :func:`~aeraki.proxy.bootstrap.load_bootstrap`;
+* a manifest directory: the control plane's loader and translator for one node, then the
+  proxy's xDS conversion (:mod:`aeraki.proxy.xds_apply`) of the resources it would be sent;
+* a running proxy: its admin ``/config_dump`` and ``/clusters?format=json``
+  (:mod:`aeraki.explain.dump`), i.e. what that proxy has in force now, health included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aeraki.errors import ConfigError
+from aeraki.proxy.config import ClusterConfig, EndpointConfig, ListenerConfig
+from aeraki.proxy.routing import RouteTable
+
+__all__ = ["ConfigView", "from_bootstrap", "from_manifests"]
+
+#: Node id used to translate a manifest directory (no metadata: every visible service).
+EXPLAIN_NODE_ID = "aeraki-explain"
+
+
+@dataclass(frozen=True)
+class ConfigView:
+    """A proxy's configuration: what ``explain`` matches a request against.
+
+    ``endpoints`` holds EDS assignments by service name; ``unhealthy`` the addresses a live
+    proxy reports unhealthy (load balancers skip them, as the proxy's do).
+    """
+
+    source: str
+    listeners: tuple[ListenerConfig, ...]
+    clusters: Mapping[str, ClusterConfig]
+    routes: Mapping[str, RouteTable] = field(default_factory=dict)
+    endpoints: Mapping[str, tuple[EndpointConfig, ...]] = field(default_factory=dict)
+    unhealthy: frozenset[str] = frozenset()
+
+    def route_table(self, listener: ListenerConfig) -> RouteTable | None:
+        """The listener's static table, or the RDS table it names (``None`` if not held)."""
+        proxy = listener.proxy
+        if proxy.route_table is not None:
+            return RouteTable.compile(proxy.route_table)
+        return self.routes.get(proxy.rds_name)
+
+    def endpoints_of(self, cluster: ClusterConfig) -> tuple[EndpointConfig, ...]:
+        """Static endpoints, else the EDS assignment (by service name, else cluster name)."""
+        if cluster.endpoints:
+            return cluster.endpoints
+        return self.endpoints.get(cluster.eds_service_name or cluster.name, ())
+
+    def only(self, name: str | None) -> ConfigView:
+        """The view restricted to listener ``name`` (all when ``None``).
+
+        Raises:
+            ConfigError: no such listener (the message lists those there are).
+        """
+        if name is None:
+            return self
+        chosen = tuple(item for item in self.listeners if item.name == name)
+        if not chosen:
+            names = ", ".join(item.name for item in self.listeners) or "none"
+            raise ConfigError("--listener", f"no listener {name!r} in {self.source} ({names})")
+        return dataclasses.replace(self, listeners=chosen)
+
+
+def from_bootstrap(path: str) -> ConfigView:
+    """A bootstrap file's static configuration.
+
+    Raises:
+        ConfigErrors: the file cannot be read or is invalid.
+    """
+    from aeraki.proxy.bootstrap import load_bootstrap
+
+    config = load_bootstrap(path)
+    clusters = {c.name: c for c in config.clusters}
+    return ConfigView(path, config.listeners, clusters)
+
+
+def from_manifests(paths: list[str], node_id: str = EXPLAIN_NODE_ID) -> ConfigView:
+    """What the control plane would send node ``node_id`` for these manifests.
+
+    Raises:
+        ConfigError: the manifests have errors (each listed with file and line), or a
+            translated resource is one the proxy would reject.
+    """
+    from google.protobuf import any_pb2
+
+    from aeraki.control.translate import NodeInfo, TranslateOptions, translate
+    from aeraki.control.validation import format_problems, load_config
+    from aeraki.proxy import xds_apply
+
+    config = load_config(paths)
+    if config.has_errors:
+        raise ConfigError(
+            ", ".join(paths), "invalid manifests:\n" + format_problems(config.problems)
+        )
+    translation = translate(config, NodeInfo(id=node_id), TranslateOptions())
+    by_type: dict[str, list[any_pb2.Any]] = {}
+    for message in translation.resources:
+        packed = any_pb2.Any()
+        packed.Pack(message)
+        by_type.setdefault(message.DESCRIPTOR.name, []).append(packed)
+    clusters = xds_apply.clusters_from_resources(by_type.get("Cluster", []))
+    endpoints = dict(
+        xds_apply.endpoints_from_resource(r) for r in by_type.get("ClusterLoadAssignment", [])
+    )
+    routes = dict(
+        xds_apply.route_table_from_resource(r) for r in by_type.get("RouteConfiguration", [])
+    )
+    return ConfigView(
+        f"{', '.join(paths)} (translated for node {node_id!r})",
+        tuple(xds_apply.listeners_from_resources(by_type.get("Listener", []))),
+        {c.name: c for c in clusters},
+        routes,
+        endpoints,
+    )

@@ -1,0 +1,93 @@
+"""``aeraki explain --admin``: the configuration a running proxy holds, read back from its
+admin API, explains a request exactly as the configuration it came from does — for a proxy
+fed by a real control plane over ADS (RDS routes, EDS hosts) and for a bootstrap's static
+listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aeraki.cli import main
+from aeraki.control.cli import RUN_NODE_ID, local_proxy_bootstrap
+from aeraki.control.runtime import ControlPlane
+from aeraki.control.sources.files import FileSource
+from aeraki.proxy.bootstrap import bootstrap_from_dict, load_bootstrap
+from aeraki.proxy.config import AdminConfig, SocketAddress
+from aeraki.proxy.server import ProxyServer
+from tests.test_explain import DUBBO_FRAME, E2E, e2e_mesh
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 10.0
+
+
+def run_explain(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, Any]]:
+    assert main(["explain", *argv, "--json", "--random", "42"]) == 0
+    listeners: list[dict[str, Any]] = json.loads(capsys.readouterr().out)["listeners"]
+    return sorted(listeners, key=lambda t: t["listener"])
+
+
+async def test_a_proxy_fed_over_ads_explains_like_its_manifests(
+    tmp_path: Path, free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = e2e_mesh(tmp_path, E2E / "metarouters" / "metarouter-traffic-splitting.yaml")
+    source = FileSource(root, interval=0.1)
+    plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5)
+    port = await plane.start()
+    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=free_port)))
+    await proxy.start()
+    try:
+        await asyncio.wait_for(proxy.wait_ready(), WAIT)
+        await plane.wait_until(lambda: plane.in_sync(RUN_NODE_ID), WAIT)
+        admin = f"127.0.0.1:{free_port}"
+        for request in (["--frame", str(DUBBO_FRAME)], ["method=sayHello", "user=bob"]):
+            live = await asyncio.to_thread(run_explain, capsys, "--admin", admin, *request)
+            offline = run_explain(capsys, "--manifests", str(root), *request)
+            assert live == offline
+    finally:
+        await proxy.shutdown()
+        await plane.stop()
+    (dubbo,) = live
+    assert dubbo["metadata"]["user"] == "bob"
+    assert dubbo["route_source"].startswith("RDS org.apache.dubbo.samples.basic.api.demoservice")
+    assert len(dubbo["cluster"]["weights"]) == 2
+    assert dubbo["host"]["hosts"] == 1  # the EDS hosts of the subset, from /clusters
+
+
+async def test_a_bootstrap_proxy_explains_like_its_bootstrap(
+    free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = REPO / "examples" / "bootstraps" / "dubbo.yaml"
+    config = load_bootstrap(path)
+    admin = AdminConfig(address=SocketAddress("127.0.0.1", free_port))
+    proxy = ProxyServer(dataclasses.replace(config, admin=admin))
+    await proxy.start()
+    attributes = ["interface=org.apache.dubbo.samples.basic.api.DemoService", "method=sayHello"]
+    try:
+        live = await asyncio.to_thread(
+            run_explain, capsys, "--admin", f"127.0.0.1:{free_port}", *attributes, "foo=bar"
+        )
+    finally:
+        await proxy.shutdown()
+    static = run_explain(capsys, "-c", str(path), *attributes, "foo=bar")
+    for item in static:  # the proxy binds port 0 listeners to a real port
+        item.pop("address")
+    for item in live:
+        item.pop("address")
+    assert live == static
+    assert live[0]["route"] is not None
+
+
+def test_an_admin_address_that_does_not_answer_is_one_line(
+    free_port_factory: Callable[[], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port_factory()
+    assert main(["explain", "--admin", f"127.0.0.1:{port}", "method=x"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot fetch http://127.0.0.1:{port}/config_dump" in err
