@@ -118,6 +118,14 @@ def convert_cluster(cluster: Any, path: str, problems: Problems, *, has_ads: boo
         kwargs["choice_count"] = count
     if cluster.common_lb_config.HasField("locality_weighted_lb_config"):
         kwargs["locality_weighted"] = True
+    if cluster.common_lb_config.HasField("healthy_panic_threshold"):
+        threshold = cluster.common_lb_config.healthy_panic_threshold.value
+        if not 0 <= threshold <= 100:
+            problems.add(
+                join(path, "common_lb_config.healthy_panic_threshold.value"),
+                f"must be a percentage in [0, 100], got {threshold}",
+            )
+        kwargs["panic_threshold"] = threshold
     kwargs["connect_timeout"] = _positive_duration(cluster, "connect_timeout", path, problems, 5.0)
     kwargs["dns_refresh_rate"] = _positive_duration(
         cluster, "dns_refresh_rate", path, problems, 5.0

@@ -55,7 +55,9 @@ SUPPORTED: dict[str, frozenset[str]] = {
             " common_lb_config"
         ),
         # --- locality-aware balancing (aeraki.proxy.upstream.lb.priority) ---
-        "envoy.config.cluster.v3.Cluster.CommonLbConfig": "locality_weighted_lb_config",
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig": (
+            "locality_weighted_lb_config healthy_panic_threshold"
+        ),
         "envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig": "",
         "envoy.config.cluster.v3.Cluster.EdsClusterConfig": "eds_config service_name",
         "envoy.config.cluster.v3.Cluster.RingHashLbConfig": "minimum_ring_size maximum_ring_size",

@@ -396,6 +396,9 @@ class ClusterConfig:
     #: ``common_lb_config.locality_weighted_lb_config``: within a priority, pick a locality
     #: by its (health-adjusted) weight first (aeraki.proxy.upstream.lb.priority).
     locality_weighted: bool = False
+    #: ``common_lb_config.healthy_panic_threshold`` in percent: below this share of healthy
+    #: hosts the cluster (or priority level) balances over all of them. 0 turns panic off.
+    panic_threshold: float = 50.0
     #: STRICT_DNS re-resolution period in seconds.
     dns_refresh_rate: float = 5.0
     #: EDS: the ClusterLoadAssignment name to subscribe to ("" = the cluster name).

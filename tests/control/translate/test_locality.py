@@ -233,7 +233,8 @@ def test_outlier_detection_turns_on_failover_relative_to_the_proxy() -> None:
     cluster, assignment = _translate(f"{{{OUTLIER}}}", ("r1", "z1", ""))
     assert _priorities(assignment) == {"10.0.1.1": 0, "10.0.1.2": 0, "10.0.2.1": 1, "10.0.3.1": 2}
     assert [g.locality.zone for g in assignment.endpoints] == ["z1", "z2", "z3"]
-    assert not cluster.HasField("common_lb_config")  # default failover: no locality weights
+    # Default failover: no locality weights (the panic threshold comes from outlier detection).
+    assert not cluster.common_lb_config.HasField("locality_weighted_lb_config")
     # A proxy in r2/z3 gets its own ranking.
     _, other = _translate(f"{{{OUTLIER}}}", ("r2", "z3", ""))
     assert _priorities(other) == {"10.0.1.1": 1, "10.0.1.2": 1, "10.0.2.1": 1, "10.0.3.1": 0}

@@ -18,8 +18,8 @@ and for real Envoy alike:
   ``consecutiveErrors`` as gateway errors, ``consecutiveLocalOriginFailures`` only with
   ``splitExternalLocalOriginErrors``, ``interval``, ``baseEjectionTime``,
   ``maxEjectionPercent``; success-rate detection explicitly off (Envoy would run it by
-  default, our proxy has none). ``minHealthPercent`` (Istio: the panic threshold) is
-  reported as not applied unless it is 50, the data plane's fixed threshold.
+  default, our proxy has none). ``minHealthPercent`` becomes the cluster's
+  ``healthy_panic_threshold``, default 0 (no panic mode), as Istio sets it.
 
 ``connectTimeout`` is applied by :mod:`.clusters`.
 """
@@ -57,9 +57,6 @@ _NOT_APPLIED = (
     ("tcp", "idleTimeout"),
     ("http", "idleTimeout"),
 )
-#: The panic threshold every load balancer of the data plane uses.
-DATA_PLANE_PANIC_PERCENT = 50
-
 #: A setting as written and its field path in the DestinationRule.
 Setting = tuple[Mapping[str, Any], str]
 
@@ -78,7 +75,7 @@ def apply_resilience(
     if pool is not None:
         _apply_pool(catalog, rule, cluster, pool)
     if outlier is not None:
-        _apply_outlier(catalog, rule, cluster, outlier)
+        _apply_outlier(cluster, outlier)
 
 
 def _setting(value: Mapping[str, Any] | None, path: str) -> Setting | None:
@@ -177,13 +174,8 @@ def _duration(text: Any) -> duration_pb2.Duration | None:
     return d
 
 
-def _apply_outlier(
-    catalog: Catalog,
-    rule: Resource[DestinationRuleSpec],
-    cluster: cluster_pb2.Cluster,
-    setting: Setting,
-) -> None:
-    spec, path = setting
+def _apply_outlier(cluster: cluster_pb2.Cluster, setting: Setting) -> None:
+    spec, _ = setting
     out = outlier_detection_pb2.OutlierDetection(
         enforcing_success_rate=wrappers_pb2.UInt32Value(value=0)
     )
@@ -219,14 +211,8 @@ def _apply_outlier(
             out.enforcing_consecutive_local_origin_failure.value = 100
         out.enforcing_local_origin_success_rate.value = 0
     cluster.outlier_detection.CopyFrom(out)
-    health = spec.get("minHealthPercent")
-    if health is not None and health != DATA_PLANE_PANIC_PERCENT:
-        catalog.problems.append(
-            problem(
-                rule,
-                f"{path}.minHealthPercent",
-                f"not applied: the data plane balances over every host when fewer than "
-                f"{DATA_PLANE_PANIC_PERCENT}% are healthy (panic mode)",
-                Severity.WARNING,
-            )
-        )
+    # As Istio: with outlier detection the panic threshold is minHealthPercent, whose
+    # default 0 turns panic mode off (ejected hosts stay out even when few are left).
+    cluster.common_lb_config.healthy_panic_threshold.value = float(
+        spec.get("minHealthPercent") or 0
+    )

@@ -60,16 +60,16 @@ class LoadBalancer(Protocol):
 
 
 def select_targets(
-    hosts: Sequence[Host], panic: bool | None = None
+    hosts: Sequence[Host], panic: bool | None = None, threshold: float = 50.0
 ) -> tuple[tuple[Host, ...], bool]:
     """The hosts to balance over and whether that is panic mode (module docstring).
 
     ``panic`` forces the decision (``True``: all hosts; ``False``: the healthy ones);
-    ``None`` applies the 50 % threshold.
+    ``None`` applies ``threshold`` (percent of healthy hosts; 0 never panics).
     """
     if panic is None:
         healthy = tuple(h for h in hosts if h.healthy)
-        panic = 2 * len(healthy) < len(hosts)
+        panic = 100 * len(healthy) < threshold * len(hosts)
         return (tuple(hosts), True) if panic else (healthy, False)
     if panic:
         return tuple(hosts), True
@@ -132,7 +132,9 @@ class BaseLoadBalancer:
         """Adopt ``hosts`` (if given) and re-read health; rebuild only when targets changed."""
         if hosts is not None:
             self._hosts = tuple(hosts)
-        targets, self._panic = select_targets(self._hosts, self._forced_panic)
+        targets, self._panic = select_targets(
+            self._hosts, self._forced_panic, self._config.panic_threshold
+        )
         signature = tuple((id(h), h.weight) for h in targets)
         if signature == self._signature:
             return

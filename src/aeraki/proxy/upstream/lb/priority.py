@@ -73,15 +73,18 @@ class PriorityLoads:
         return all(self.panic)
 
 
-def priority_loads(levels: Sequence[tuple[int, int]]) -> PriorityLoads:
-    """Loads for levels given as ``(healthy, total)`` host counts (module docstring)."""
+def priority_loads(
+    levels: Sequence[tuple[int, int]], threshold: float = PANIC_THRESHOLD
+) -> PriorityLoads:
+    """Loads for levels given as ``(healthy, total)`` host counts (module docstring);
+    ``threshold`` is the panic threshold in percent (0: a level never panics)."""
     health = [
         min(100, OVERPROVISIONING_FACTOR * healthy // total) if total else 0
         for healthy, total in levels
     ]
     normalized = min(100, sum(health))
     panic = tuple(
-        normalized < 100 and (not total or 100 * healthy < PANIC_THRESHOLD * total)
+        normalized < 100 and (not total or 100 * healthy < threshold * total)
         for healthy, total in levels
     )
     if all(panic):
@@ -266,7 +269,9 @@ class PriorityLoadBalancer:
             self._levels = [
                 _Level(by_priority[p], make, locality_weighted) for p in sorted(by_priority)
             ]
-        self._loads = priority_loads([level.counts for level in self._levels])
+        self._loads = priority_loads(
+            [level.counts for level in self._levels], self._config.panic_threshold
+        )
         for level, panic in zip(self._levels, self._loads.panic, strict=True):
             level.refresh(panic)
         cumulative: list[int] = []
