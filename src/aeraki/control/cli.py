@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from aeraki.control.runtime import (
     ControlPlane,
@@ -35,7 +36,10 @@ from aeraki.control.runtime import (
     translate_options,
 )
 from aeraki.control.sources.api import ConfigSource
-from aeraki.control.status import render
+from aeraki.control.status import cluster_traffic, render
+
+if TYPE_CHECKING:
+    from aeraki.proxy.server import ProxyServer
 
 __all__ = ["SETTINGS", "add_commands", "local_proxy_bootstrap", "run_mesh"]
 
@@ -232,6 +236,11 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> dict[str, Comma
     run.add_argument("--duration", type=_seconds, help="stop after this many seconds")
     run.add_argument("--admin-port", type=int, help="proxy admin on 127.0.0.1:PORT")
     run.add_argument("--delta", action="store_true", help="proxy uses delta ADS")
+    run.add_argument(
+        "--no-status",
+        action="store_true",
+        help="do not print the status view (logs only); off a terminal it prints on change",
+    )
     _add_settings(run, xds_default="127.0.0.1:0")
     return {"control": cmd_control, "run": cmd_run}
 
@@ -363,6 +372,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             xds_port=port,
             admin_port=args.admin_port,
             delta=args.delta,
+            no_status=args.no_status,
             quiet=args.quiet_ms,
             max_delay=args.max_delay_ms,
             poll=args.poll_ms or 0.5,
@@ -432,6 +442,7 @@ async def run_mesh(
     xds_port: int = 0,
     admin_port: int | None = None,
     delta: bool = False,
+    no_status: bool = False,
     quiet: float = 0.1,
     max_delay: float = 1.0,
     poll: float = 0.5,
@@ -471,7 +482,9 @@ async def run_mesh(
     try:
         await proxy.start()
         deadline = None if duration is None else loop.time() + duration
-        await _status_loop(plane, out, interval, stop, deadline, f"{directory}, xDS :{port}")
+        where = f"{directory}, xDS :{port}"
+        view = None if no_status else _StatusView(plane, proxy, out, where)
+        await _status_loop(view, interval, stop, deadline)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(RuntimeError, ValueError):
@@ -481,29 +494,47 @@ async def run_mesh(
     return 0
 
 
+class _StatusView:
+    """The status of ``aeraki run``: the control plane's view plus what the local proxy sent
+    to each cluster. Redrawn in place on a terminal; elsewhere (a log, a pipe) printed as
+    plain text only when something changed."""
+
+    def __init__(self, plane: ControlPlane, proxy: ProxyServer, out: TextIO, where: str) -> None:
+        self.plane = plane
+        self.proxy = proxy
+        self.out = out
+        self.title = f"aeraki run ({where})"
+        self.is_tty = out.isatty()
+        self._shown: tuple[list[str], object] = ([], None)
+
+    def lines(self) -> list[str]:
+        stats = {c.name: c.stats.snapshot() for c in self.proxy.clusters.clusters.values()}
+        status = dataclasses.replace(self.plane.status(), traffic=cluster_traffic(stats))
+        return render(status, title=self.title)
+
+    def draw(self) -> None:
+        lines = self.lines()
+        if self.is_tty:
+            self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+            self.out.flush()
+            return
+        # a log: only when something changed (the "ago" in the push line always does)
+        current = ([ln for ln in lines if not ln.startswith("Last push:")], self.plane.last_push)
+        if current != self._shown:
+            self.out.write("\n".join(lines) + "\n\n")
+            self.out.flush()
+        self._shown = current
+
+
 async def _status_loop(
-    plane: ControlPlane,
-    out: TextIO,
-    interval: float,
-    stop: asyncio.Event,
-    deadline: float | None,
-    where: str,
+    view: _StatusView | None, interval: float, stop: asyncio.Event, deadline: float | None
 ) -> None:
-    """Redraw the status once per ``interval`` on a TTY; elsewhere print it when it changes."""
+    """Draw ``view`` once per ``interval`` (never when ``None``) until ``stop`` or
+    ``deadline``."""
     loop = asyncio.get_running_loop()
-    is_tty = out.isatty()
-    shown: tuple[list[str], object] = ([], None)
     while True:
-        lines = render(plane.status(), title=f"aeraki run ({where})")
-        if is_tty:
-            out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
-            out.flush()
-        else:  # a log: only when something changed (the "ago" in the push line always does)
-            current = ([ln for ln in lines if not ln.startswith("Last push:")], plane.last_push)
-            if current != shown:
-                out.write("\n".join(lines) + "\n\n")
-                out.flush()
-            shown = current
+        if view is not None:
+            view.draw()
         wait = interval
         if deadline is not None:
             wait = min(wait, deadline - loop.time())

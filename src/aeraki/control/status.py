@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -20,10 +20,12 @@ from aeraki.control.xds import CLUSTER_TYPE, ENDPOINT_TYPE, ProxyStatus, Snapsho
 from aeraki.control.xds.streams import TypeStatus
 
 __all__ = [
+    "ClusterTraffic",
     "ClusterView",
     "ProxyView",
     "PushRecord",
     "Status",
+    "cluster_traffic",
     "collect",
     "connection_report",
     "render",
@@ -48,6 +50,36 @@ class ClusterView:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterTraffic:
+    """What a local proxy sent to one cluster (``aeraki run`` shows it next to the cluster)."""
+
+    requests: int
+    active: int
+    failures: int  # connect failures and timeouts, timed-out requests, breaker overflows
+
+
+#: Cluster stats that count a failed request or connection attempt.
+FAILURE_STATS = (
+    "upstream_cx_connect_fail",
+    "upstream_cx_connect_timeout",
+    "upstream_rq_timeout",
+    "upstream_rq_pending_overflow",
+)
+
+
+def cluster_traffic(stats: Mapping[str, Mapping[str, int]]) -> dict[str, ClusterTraffic]:
+    """Per cluster name, its counters (``Cluster.stats.snapshot()``) as traffic."""
+    return {
+        name: ClusterTraffic(
+            s.get("upstream_rq_total", 0),
+            s.get("upstream_rq_active", 0),
+            sum(s.get(k, 0) for k in FAILURE_STATS),
+        )
+        for name, s in stats.items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyView:
     """A connected proxy: per type, the short name and acked/NACKed versions."""
 
@@ -67,6 +99,8 @@ class Status:
     last_push: PushRecord | None
     problems: tuple[str, ...]
     metrics: Mapping[str, float]
+    #: per cluster, what the local proxy of ``aeraki run`` sent (empty for ``aeraki control``).
+    traffic: Mapping[str, ClusterTraffic] = field(default_factory=dict)
 
 
 def short_type(type_url: str) -> str:
@@ -192,7 +226,11 @@ def render(status: Status, *, now: float | None = None, title: str = "aeraki") -
     lines.extend(f"  {r}" for r in status.routes or ("none (default routes)",))
     lines.append(f"Clusters ({len(status.clusters)}):")
     for cluster in status.clusters:
-        lines.append(f"  {cluster.name}  {', '.join(cluster.endpoints) or 'no endpoints'}")
+        text = f"  {cluster.name}  {', '.join(cluster.endpoints) or 'no endpoints'}"
+        traffic = status.traffic.get(cluster.name)
+        if traffic is not None:
+            text += f"  [rq {traffic.requests}, active {traffic.active}, failed {traffic.failures}]"
+        lines.append(text)
     if not status.clusters:
         lines.append("  none")
     lines.append(f"Proxies ({len(status.proxies)}):")
