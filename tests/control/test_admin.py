@@ -150,3 +150,16 @@ def test_syncz_without_proxies_says_so(tmp_path: Path) -> None:
 
     plane = ControlPlane(FileSource(tmp_path), xds_port=0)
     assert admin_routes(plane)["/debug/syncz"]() == (200, "text/plain", "no proxy connected\n")
+
+
+def test_log_levels_change_at_runtime(control_plane: int) -> None:
+    status, listing = _get(control_plane, "/logging")
+    assert status == 200
+    assert "  aeraki: warning" in listing.splitlines()  # --log-level warning
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{control_plane}/logging?level=debug", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=2) as response:
+        body = response.read().decode()
+    assert "all loggers: debug" in body
+    assert "  aeraki.control.runtime: debug" in _get(control_plane, "/logging")[1].splitlines()

@@ -1,4 +1,5 @@
-"""The control plane's admin pages: ``/ready``, ``/metrics``, ``/status``, ``/debug/…``.
+"""The control plane's admin pages: ``/ready``, ``/metrics``, ``/status``, ``/debug/…``,
+``/logging`` (and ``POST /logging?level=…``, as the proxy's).
 
 ``/ready`` answers 200 once every config source has delivered its first complete view and
 the configuration was built from it (so a replica never serves an empty configuration);
@@ -18,14 +19,15 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from aeraki.admin_http import Handler, Response
+from aeraki.admin_http import Action, Handler, Response
+from aeraki.admin_logging import logging_get, logging_post
 from aeraki.control.push import CONTROL_METRICS
 from aeraki.control.status import connection_report, render
 
 if TYPE_CHECKING:
     from aeraki.control.runtime import ControlPlane
 
-__all__ = ["METRIC_PREFIX", "admin_routes", "prometheus_text"]
+__all__ = ["METRIC_PREFIX", "admin_actions", "admin_routes", "prometheus_text"]
 
 #: Every control-plane metric is exported as ``aeraki_control_<name>``.
 METRIC_PREFIX = "aeraki_control_"
@@ -107,4 +109,11 @@ def admin_routes(plane: ControlPlane) -> dict[str, Handler]:
         "/status": functools.partial(_status, plane),
         "/debug/connections": functools.partial(_connections, plane),
         "/debug/syncz": functools.partial(_syncz, plane),
+        "/logging": logging_get,
     }
+
+
+def admin_actions(plane: ControlPlane) -> dict[str, Action]:
+    """The control plane's POST actions: runtime log levels, as the proxy's admin has."""
+    del plane  # logging is process-wide
+    return {"/logging": logging_post}

@@ -215,7 +215,8 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> dict[str, Comma
         "--admin-address",
         type=_address,
         default=_address(admin_default) if admin_default else None,
-        help=f"admin HTTP HOST:PORT: /ready, /metrics, /status (env {ADMIN_ENV}; default off)",
+        help=f"admin HTTP HOST:PORT: /ready, /metrics, /status, /debug/syncz, /logging "
+        f"(env {ADMIN_ENV}; default off)",
     )
     _add_settings(control)
     control.add_argument(
@@ -337,9 +338,9 @@ async def _control(args: argparse.Namespace) -> int:
         source.on_problem = plane.on_source_problem
     if args.admin_address is not None:
         from aeraki.admin_http import AdminHttpServer
-        from aeraki.control.admin import admin_routes
+        from aeraki.control.admin import admin_actions, admin_routes
 
-        admin = AdminHttpServer(admin_routes(plane))
+        admin = AdminHttpServer(admin_routes(plane), admin_actions(plane))
         await admin.start(*args.admin_address)
         log.info("control plane: admin on %s:%d", args.admin_address[0], admin.port)
         closers.append(_async(admin.close))

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aeraki.admin_http import Action, Handler, Response
+from aeraki.admin_logging import logging_get, logging_post
 from aeraki.proxy.observe import prometheus
 from aeraki.proxy.upstream.cluster import Cluster
 from aeraki.proxy.upstream.host import Host
@@ -24,21 +24,7 @@ from aeraki.proxy.upstream.outlier import HostMonitor
 if TYPE_CHECKING:
     from aeraki.proxy.server import ProxyServer
 
-__all__ = ["LOG_LEVELS", "ROOT_LOGGER", "admin_actions", "admin_routes", "set_log_levels"]
-
-#: Every logger of the project lives under this one; ``/logging`` names are relative to it.
-ROOT_LOGGER = "aeraki"
-#: Envoy's level names (``trace`` and ``critical``/``off`` included) -> Python levels.
-LOG_LEVELS: dict[str, int] = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "off": logging.CRITICAL + 10,
-}
+__all__ = ["admin_actions", "admin_routes", "cluster_status", "host_status"]
 
 
 def _ready(proxy: ProxyServer) -> Response:
@@ -118,76 +104,6 @@ def _clusters_json(proxy: ProxyServer) -> Response:
     return 200, "application/json", json.dumps({"cluster_statuses": statuses}, indent=2) + "\n"
 
 
-# -- logging ------------------------------------------------------------------------------
-def _project_loggers() -> dict[str, logging.Logger]:
-    """Every logger created so far under :data:`ROOT_LOGGER`, by full name."""
-    found = {ROOT_LOGGER: logging.getLogger(ROOT_LOGGER)}
-    for name, logger in logging.root.manager.loggerDict.items():
-        if name.startswith(ROOT_LOGGER + ".") and isinstance(logger, logging.Logger):
-            found[name] = logger
-    return found
-
-
-def _level_name(level: int) -> str:
-    if level > logging.CRITICAL:
-        return "off"
-    return logging.getLevelName(level).lower()
-
-
-def _logging_text() -> str:
-    lines = ["active loggers:"]
-    for name, logger in sorted(_project_loggers().items()):
-        lines.append(f"  {name}: {_level_name(logger.getEffectiveLevel())}")
-    return "\n".join(lines) + "\n"
-
-
-def set_log_levels(params: Mapping[str, str]) -> str:
-    """Apply Envoy-style level changes; returns what was done.
-
-    ``level=X`` sets :data:`ROOT_LOGGER` and every logger under it; ``NAME=X`` sets one
-    logger, named in full (``aeraki.proxy.pool``) or relative to the root (``proxy.pool``).
-    Everything is checked before anything changes, so a bad request changes nothing.
-
-    Raises:
-        ValueError: an unknown level or logger (the message names it).
-    """
-    loggers = _project_loggers()
-    changes: list[tuple[list[logging.Logger], int, str]] = []
-    for key, value in params.items():
-        level = LOG_LEVELS.get(value.lower())
-        if level is None:
-            raise ValueError(
-                f"unknown level {value!r} for {key!r}; use one of: {' '.join(LOG_LEVELS)}"
-            )
-        if key == "level":
-            changes.append((list(loggers.values()), level, f"all loggers: {value.lower()}"))
-            continue
-        name = key if key.startswith(ROOT_LOGGER) else f"{ROOT_LOGGER}.{key}"
-        if name not in loggers:
-            raise ValueError(f"unknown logger {key!r} (GET /logging lists them)")
-        changes.append(([loggers[name]], level, f"{name}: {value.lower()}"))
-    if not changes:
-        raise ValueError("give level=LEVEL or LOGGER=LEVEL")
-    for targets, level, _ in changes:
-        for logger in targets:
-            logger.setLevel(level)
-    return "\n".join(what for _, _, what in changes) + "\n"
-
-
-def _logging_get() -> Response:
-    return 200, "text/plain", _logging_text()
-
-
-def _logging_post(params: Mapping[str, str]) -> Response:
-    if not params:
-        return 200, "text/plain", _logging_text()
-    try:
-        done = set_log_levels(params)
-    except ValueError as exc:
-        return 400, "text/plain", f"{exc}\n"
-    return 200, "text/plain", done + _logging_text()
-
-
 def admin_routes(proxy: ProxyServer) -> dict[str, Handler]:
     """The proxy's admin pages, bound to ``proxy``."""
     pages: dict[str, Callable[[ProxyServer], Response]] = {
@@ -202,11 +118,11 @@ def admin_routes(proxy: ProxyServer) -> dict[str, Handler]:
     routes: dict[str, Handler] = {
         path: functools.partial(page, proxy) for path, page in pages.items()
     }
-    routes["/logging"] = _logging_get
+    routes["/logging"] = logging_get
     return routes
 
 
 def admin_actions(proxy: ProxyServer) -> dict[str, Action]:
     """The proxy's POST actions (Envoy's ``/logging``)."""
     del proxy  # logging is process-wide; the signature matches admin_routes for symmetry
-    return {"/logging": _logging_post}
+    return {"/logging": logging_post}
