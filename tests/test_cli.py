@@ -124,3 +124,35 @@ def test_help_lists_the_control_plane_commands(capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     for command in ("control", "run", "envoyfilter"):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--access-log-format", "%NOPE%"], "--access-log-format: unknown command operator %NOPE%"),
+        (
+            ["--access-log-encoding", "json", "--access-log-format", "[1]"],
+            "--access-log-format: with JSON encoding, give a JSON object",
+        ),
+        (
+            ["--access-log-encoding", "json", "--access-log-format", '{"a": "%BAD%"}'],
+            "--access-log-format.a: unknown command operator %BAD%",
+        ),
+    ],
+)
+def test_bad_access_log_format_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    argv = ["control", str(tmp_path), "--access-log", str(tmp_path / "a.log"), *flags]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"aeraki control: {message}\n"
+    assert not (tmp_path / "a.log").exists()
+
+
+def test_bad_access_log_encoding_is_an_argument_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(tmp_path), "--access-log-encoding", "xml"])
+    assert exited.value.code == 2
+    assert "expected TEXT or JSON, got 'xml'" in capsys.readouterr().err

@@ -84,6 +84,26 @@ SETTINGS: dict[str, Setting] = {
             "127.0.0.1",
             "where proxies' outbound listeners bind (translation default)",
         ),
+        Setting(
+            "--access-log",
+            "AERAKI_ACCESS_LOG",
+            "",
+            "access log file of every MetaProtocol listener, /dev/stdout works (Istio "
+            "accessLogFile; empty: off)",
+        ),
+        Setting(
+            "--access-log-encoding",
+            "AERAKI_ACCESS_LOG_ENCODING",
+            "TEXT",
+            "TEXT or JSON (Istio accessLogEncoding)",
+        ),
+        Setting(
+            "--access-log-format",
+            "AERAKI_ACCESS_LOG_FORMAT",
+            "",
+            "Envoy format string, or a JSON object of key: operator for JSON (Istio "
+            "accessLogFormat; empty: Aeraki's default)",
+        ),
     )
 }
 
@@ -103,6 +123,12 @@ def _milliseconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
     return value / 1000.0
+
+
+def _encoding(text: str) -> str:
+    if text.upper() not in ("TEXT", "JSON"):
+        raise argparse.ArgumentTypeError(f"expected TEXT or JSON, got {text!r}")
+    return text.upper()
 
 
 def _seconds(text: str) -> float:
@@ -174,6 +200,9 @@ _TYPES: dict[str, Callable[[str], Any]] = {
     "max_delay_ms": _milliseconds,
     "poll_ms": _milliseconds,
     "bind_address": str,
+    "access_log": str,
+    "access_log_encoding": _encoding,
+    "access_log_format": str,
 }
 
 
@@ -253,7 +282,38 @@ def _log_settings(args: argparse.Namespace) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    return translate_options(bind_address=args.bind_address)
+    return translate_options(
+        bind_address=args.bind_address,
+        access_log_file=args.access_log,
+        access_log_encoding=args.access_log_encoding,
+        access_log_format=args.access_log_format,
+    )
+
+
+def _check_access_log(args: argparse.Namespace) -> str | None:
+    """What is wrong with the access-log flags (checked before any proxy sees the format)."""
+    if not args.access_log or not args.access_log_format:
+        return None
+    import json
+
+    from aeraki.errors import ConfigError
+    from aeraki.proxy.config import AccessLogConfig
+    from aeraki.proxy.observe.access_log import compile_format
+
+    config = AccessLogConfig(path=args.access_log, text_format=args.access_log_format)
+    if args.access_log_encoding == "JSON":
+        try:
+            fields = json.loads(args.access_log_format)
+        except ValueError as exc:
+            return f"--access-log-format: not JSON: {exc}"
+        if not isinstance(fields, dict):
+            return "--access-log-format: with JSON encoding, give a JSON object"
+        config = AccessLogConfig(path=args.access_log, json_format=fields)
+    try:
+        compile_format(config, "--access-log-format")
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def cmd_control(args: argparse.Namespace) -> int:
@@ -262,6 +322,10 @@ def cmd_control(args: argparse.Namespace) -> int:
         return 2
     if args.directory and not os.path.exists(args.directory):
         print(f"aeraki control: {args.directory}: no such file or directory", file=sys.stderr)
+        return 2
+    problem = _check_access_log(args)
+    if problem is not None:
+        print(f"aeraki control: {problem}", file=sys.stderr)
         return 2
     if args.kubernetes and not args.no_envoyfilters:
         try:
@@ -362,6 +426,10 @@ def _async(close: Callable[[], None]) -> Callable[[], Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.directory):
         print(f"aeraki run: {args.directory}: not a directory", file=sys.stderr)
+        return 2
+    problem = _check_access_log(args)
+    if problem is not None:
+        print(f"aeraki run: {problem}", file=sys.stderr)
         return 2
     _log_settings(args)
     host, port = args.xds_address

@@ -141,6 +141,11 @@ class TranslateOptions:
             ``"inbound"`` on the server sidecar only, as Aeraki does (reference §6.2–§6.3).
         locality_lb_enabled: the mesh-wide ``localityLbSetting.enabled`` (Istio's default:
             on). A DestinationRule's own ``localityLbSetting`` takes precedence.
+        access_log_file: Istio MeshConfig ``accessLogFile``: every MetaProtocol listener
+            logs each request there (``/dev/stdout`` works); empty = no access log.
+        access_log_encoding: ``accessLogEncoding``: ``TEXT`` or ``JSON``.
+        access_log_format: ``accessLogFormat``: the text format, or for JSON a JSON object
+            of key -> command operator; empty = Aeraki's default for the encoding.
     """
 
     bind_address: str = "127.0.0.1"
@@ -152,6 +157,9 @@ class TranslateOptions:
     )
     rate_limit_side: str = "outbound"
     locality_lb_enabled: bool = True
+    access_log_file: str = ""
+    access_log_encoding: str = "TEXT"
+    access_log_format: str = ""
 
 
 @dataclass(frozen=True, slots=True)

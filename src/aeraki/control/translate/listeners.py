@@ -5,19 +5,33 @@ routes over ADS by name ``<host>_<port>``. Inbound (§6.2): ``stat_prefix inboun
 one inline match-all route to the local application's cluster ``inbound|<port>||``.
 
 Filters: MetaRouter rate limits (local before global, §6.3) then the router, last. Aeraki's
-``metadata_exchange`` and ``istio_stats`` filters, tracing and access logs are Istio telemetry
-our proxy does not implement, so they are not emitted (it would NACK them).
+``metadata_exchange`` and ``istio_stats`` filters and tracing are Istio telemetry our proxy
+does not implement, so they are not emitted (it would NACK them). Access logs come from the
+mesh settings in :class:`TranslateOptions` (Istio's ``accessLogFile``/``Encoding``/``Format``),
+as Aeraki's EnvoyFilters carry them (§6.6).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from envoy.config.core.v3 import address_pb2, config_source_pb2, grpc_service_pb2
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    base_pb2,
+    config_source_pb2,
+    grpc_service_pb2,
+    substitution_format_string_pb2,
+)
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.ratelimit.v3 import rls_pb2
+from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.type.v3 import token_bucket_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from aeraki.control.model.base import Resource, Severity
@@ -40,6 +54,7 @@ from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2 a
 
 __all__ = [
     "MPP_FILTER",
+    "access_logs",
     "inbound_cluster_name",
     "listener",
     "meta_protocol_filters",
@@ -187,6 +202,36 @@ def meta_protocol_filters(
     return filters
 
 
+@functools.lru_cache(maxsize=8)
+def access_logs(options: TranslateOptions) -> tuple[accesslog_pb2.AccessLog, ...]:
+    """The mesh access log as Aeraki writes it (§6.6): an ``envoy.access_loggers.file`` to
+    ``access_log_file`` with the text format, or the JSON map for ``JSON`` (a format that is
+    not a JSON object falls back to the default map, as Aeraki does); none without a file.
+    Built once per options (the messages are copied into each listener, never changed)."""
+    if not options.access_log_file:
+        return ()
+    # Imported here: the EnvoyFilter renderer imports this module (one default, declared there).
+    from aeraki.control.envoyfilter.mesh import DEFAULT_ACCESS_LOG_FORMAT
+    from aeraki.control.envoyfilter.payload import _JSON_LOG_FORMAT
+
+    fmt = substitution_format_string_pb2.SubstitutionFormatString()
+    if options.access_log_encoding.upper() == "JSON":
+        fields: Any = dict(_JSON_LOG_FORMAT)
+        try:
+            parsed = json.loads(options.access_log_format or "null")
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            fields = parsed
+        fmt.json_format.CopyFrom(struct_pb2.Struct())
+        fmt.json_format.update(fields)
+    else:
+        text = options.access_log_format or DEFAULT_ACCESS_LOG_FORMAT
+        fmt.text_format_source.CopyFrom(base_pb2.DataSource(inline_string=text))
+    log = file_pb2.FileAccessLog(path=options.access_log_file, log_format=fmt)
+    return (accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(log)),)
+
+
 def meta_protocol_proxy(
     ref: PortRef,
     stat_prefix: str,
@@ -194,14 +239,17 @@ def meta_protocol_proxy(
     *,
     route_config_name: str = "",
     inline_cluster: str = "",
+    access_log: Sequence[accesslog_pb2.AccessLog] = (),
 ) -> mpp_pb2.MetaProtocolProxy:
-    """The filter config: routes over ADS by name, or one inline route to ``inline_cluster``."""
+    """The filter config: routes over ADS by name, or one inline route to ``inline_cluster``;
+    ``access_log`` from :func:`access_logs`."""
     proxy = mpp_pb2.MetaProtocolProxy(
         stat_prefix=stat_prefix,
         protocol=mpp_pb2.ApplicationProtocol(
             name=ref.app_protocol, codec=mpp_pb2.Codec(name=ref.codec)
         ),
         meta_protocol_filters=filters,
+        access_log=access_log,
     )
     if route_config_name:
         proxy.rds.config_source.CopyFrom(ads_source())

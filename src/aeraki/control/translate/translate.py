@@ -43,6 +43,7 @@ from aeraki.control.translate.catalog import Catalog, PortRef, parse_cluster_nam
 from aeraki.control.translate.clusters import build_cluster, static_cluster
 from aeraki.control.translate.listeners import (
     MPP_FILTER,
+    access_logs,
     inbound_cluster_name,
     listener,
     meta_protocol_filters,
@@ -204,6 +205,7 @@ class _Builder:
             f"outbound|{ref.number}||{ref.host}",
             filters,
             route_config_name=ref.route_name,
+            access_log=access_logs(self.options),
         )
         return filters, listener(name, address, ref.number, MPP_FILTER, proxy)
 
@@ -262,7 +264,13 @@ class _Builder:
                         with_rate_limits=self.options.rate_limit_side == "inbound",
                     )
                     self._want_rate_limit_service(mr, filters)
-                    proxy = meta_protocol_proxy(ref, cluster, filters, inline_cluster=cluster)
+                    proxy = meta_protocol_proxy(
+                        ref,
+                        cluster,
+                        filters,
+                        inline_cluster=cluster,
+                        access_log=access_logs(self.options),
+                    )
                     self.listeners[name] = listener(name, ip, port, MPP_FILTER, proxy)
                 self.clusters[cluster] = static_cluster(
                     cluster, self.options.app_address, app_port, self.options
