@@ -15,6 +15,7 @@ from aeraki.proxy.config import (
     AdminConfig,
     FaultAbortConfig,
     FaultConfig,
+    OutlierConfig,
     ProxyConfig,
     RetryOn,
     RetryPolicyConfig,
@@ -144,21 +145,32 @@ async def test_clusters_show_active_requests_connections_and_health(free_port: i
     assert status_json["stats"]["upstream_rq_total"] == 1
 
 
-async def test_clusters_flag_a_host_that_cannot_be_reached(free_port: int) -> None:
-    """A refused connect is a local-origin failure: the host shows it as rq counters and the
-    router's local reply; with no outlier detection the host stays ``healthy``."""
+async def test_clusters_show_an_ejected_host(free_port: int) -> None:
+    """A host that refuses connections is ejected by outlier detection after one failure
+    (connect failures count as gateway errors, so as 5xx): ``/clusters`` flags it and counts
+    the ejection; the live host stays healthy."""
+    async with upstreams("dead") as (dead,):
+        dead_port = dead.port
     async with upstreams("v1") as (v1,):
-        dead_port = v1.port
-    config = listener(route("c1"), clusters=[cluster("c1", dead_port)])
-    async with running(with_admin(config, free_port)) as server:
-        client = await client_of(server)
-        reply = await client.call(1)
-        assert reply.get_string("error-message")  # a local reply, not a hang
-        await client.close()
-        _, body = await http(free_port, "GET", "/clusters?format=json")
+        live_port = v1.port
+        outlier = OutlierConfig(consecutive_5xx=1, max_ejection_percent=50)
+        c1 = replace(cluster("c1", live_port, dead_port), outlier_detection=outlier)
+        config = listener(route("c1"), clusters=[c1])
+        async with running(with_admin(config, free_port)) as server:
+            client = await client_of(server)
+            for request_id in (1, 2):  # round robin: one call per host
+                await client.call(request_id)
+            await client.close()
+            _, text = await http(free_port, "GET", "/clusters")
+            _, body = await http(free_port, "GET", "/clusters?format=json")
+    lines = set(text.splitlines())
+    assert f"c1::127.0.0.1:{dead_port}::health_flags::/failed_outlier_check" in lines
+    assert f"c1::127.0.0.1:{dead_port}::outlier_ejections::1" in lines
+    assert f"c1::127.0.0.1:{live_port}::health_flags::healthy" in lines
+    assert f"c1::127.0.0.1:{live_port}::outlier_ejections::0" in lines
     (status_json,) = json.loads(body)["cluster_statuses"]
     assert status_json["stats"]["upstream_cx_connect_fail"] == 1
-    assert status_json["host_statuses"][0]["health_flags"] == "healthy"
+    assert status_json["stats"]["outlier_detection_ejections_active"] == 1
 
 
 @pytest.fixture
