@@ -19,7 +19,7 @@ from aeraki.control.cli import RUN_NODE_ID, local_proxy_bootstrap
 from aeraki.control.runtime import ControlPlane
 from aeraki.control.sources.files import FileSource
 from aeraki.proxy.bootstrap import bootstrap_from_dict, load_bootstrap
-from aeraki.proxy.config import AdminConfig, SocketAddress
+from aeraki.proxy.config import AdminConfig, OutlierConfig, SocketAddress
 from aeraki.proxy.server import ProxyServer
 from tests.test_explain import DUBBO_FRAME, E2E, e2e_mesh
 
@@ -91,3 +91,34 @@ def test_an_admin_address_that_does_not_answer_is_one_line(
     assert main(["explain", "--admin", f"127.0.0.1:{port}", "method=x"]) == 1
     err = capsys.readouterr().err
     assert f"cannot fetch http://127.0.0.1:{port}/config_dump" in err
+
+
+async def test_a_live_proxy_s_ejected_host_is_not_picked(
+    free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Health comes from ``/clusters``: after outlier detection ejected the dead host, the
+    explanation balances over the live one only, as the proxy now does."""
+    from tests.proxy.harness import cluster, listener, route
+    from tests.proxy.test_server import client_of, running, upstreams
+
+    async with upstreams("dead") as (dead,):
+        dead_port = dead.port
+    async with upstreams("v1") as (v1,):
+        live_port = v1.port
+        outlier = OutlierConfig(consecutive_5xx=1, max_ejection_percent=50)
+        c1 = dataclasses.replace(cluster("c1", live_port, dead_port), outlier_detection=outlier)
+        admin = AdminConfig(address=SocketAddress("127.0.0.1", free_port))
+        config = dataclasses.replace(listener(route("c1"), clusters=[c1]), admin=admin)
+        async with running(config) as server:
+            client = await client_of(server)
+            for request_id in (1, 2):
+                await client.call(request_id)
+            await client.close()
+            traces = []
+            for seed in range(4):
+                traces += await asyncio.to_thread(
+                    run_explain, capsys, "--admin", f"127.0.0.1:{free_port}", "--seed", str(seed)
+                )
+    hosts = {t["host"]["host"] for t in traces}
+    assert hosts == {f"127.0.0.1:{live_port}"}
+    assert {(t["host"]["hosts"], t["host"]["healthy"]) for t in traces} == {(2, 1)}
