@@ -107,6 +107,8 @@ async def test_config_dump_gives_each_dynamic_resource_its_xds_version(
     assert [(item["name"], item["version_info"]) for item in dump["listeners"]] == [("fake", "1")]
     versions = {item["name"]: item["version_info"] for item in dump["clusters"]}
     assert versions == {"xds": "static", "v1": "1"}
+    eds = {item["name"]: item["endpoints_version_info"] for item in dump["clusters"]}
+    assert eds == {"xds": "", "v1": "1"}
     assert dump["rds_versions"] == {"fake-routes": "2"}
     (dumped,) = dump["rds_routes"]["fake-routes"]
     assert dumped["cluster"] == "v1"

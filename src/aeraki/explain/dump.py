@@ -123,16 +123,16 @@ def from_dump(
         for name, items in dump.get("rds_routes", {}).items()
     }
     endpoints: dict[str, tuple[EndpointConfig, ...]] = {}
-    unhealthy: set[str] = set()
+    health: dict[str, str] = {}
     for status in (clusters or {}).get("cluster_statuses", []):
         hosts = status.get("host_statuses", [])
         config = configs.get(status["name"])
         if config is not None and not config.endpoints:
             endpoints[config.eds_service_name or config.name] = tuple(_endpoint(h) for h in hosts)
-        unhealthy.update(
-            f"{status['name']}/{h['address']}" for h in hosts if h["health_flags"] != "healthy"
-        )
-    return ConfigView(source, listeners, configs, routes, endpoints, frozenset(unhealthy))
+        for h in hosts:
+            if h["health_flags"] != "healthy":
+                health[f"{status['name']}/{h['address']}"] = h["health_flags"]
+    return ConfigView(source, listeners, configs, routes, endpoints, health)
 
 
 def _get_json(url: str) -> Any:

@@ -266,8 +266,9 @@ def _hosts(view: ConfigView, config: ClusterConfig) -> list[Host]:
             priority=e.priority,
             locality_weight=e.locality_weight,
         )
-        if f"{config.name}/{host.key}" in view.unhealthy:
-            host.set_failed_active_hc(True)
+        flags = view.health.get(f"{config.name}/{host.key}", "")
+        host.set_failed_active_hc("failed_active_hc" in flags)
+        host.set_failed_outlier_check("failed_outlier_check" in flags or flags == "/failed")
         hosts.append(host)
     return hosts
 

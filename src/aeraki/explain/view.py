@@ -31,8 +31,9 @@ EXPLAIN_NODE_ID = "aeraki-explain"
 class ConfigView:
     """A proxy's configuration: what ``explain`` matches a request against.
 
-    ``endpoints`` holds EDS assignments by service name; ``unhealthy`` the addresses a live
-    proxy reports unhealthy (load balancers skip them, as the proxy's do).
+    ``endpoints`` holds EDS assignments by service name; ``health`` the health flags a live
+    proxy reports for its unhealthy hosts, by ``cluster/address`` (Envoy's notation,
+    ``/failed_outlier_check``): load balancers skip those hosts, as the proxy's do.
     """
 
     source: str
@@ -40,7 +41,7 @@ class ConfigView:
     clusters: Mapping[str, ClusterConfig]
     routes: Mapping[str, RouteTable] = field(default_factory=dict)
     endpoints: Mapping[str, tuple[EndpointConfig, ...]] = field(default_factory=dict)
-    unhealthy: frozenset[str] = frozenset()
+    health: Mapping[str, str] = field(default_factory=dict)
 
     def route_table(self, listener: ListenerConfig) -> RouteTable | None:
         """The listener's static table, or the RDS table it names (``None`` if not held)."""

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from aeraki.admin_http import AdminHttpServer
 from aeraki.proxy.admin import admin_actions, admin_routes
-from aeraki.proxy.config import ListenerConfig, ProxyConfig
+from aeraki.proxy.config import ClusterConfig, DiscoveryType, ListenerConfig, ProxyConfig
 from aeraki.proxy.listener import Listener, ListenerRuntime
 from aeraki.proxy.routing import RouteTable
 from aeraki.proxy.upstream.cluster import ClusterManager
@@ -249,6 +249,7 @@ class ProxyServer:
                 | {
                     "hosts": [host.key for host in cluster.hosts],
                     "version_info": self._version_of("Cluster", cluster.name, versions),
+                    "endpoints_version_info": _eds_version(cluster.config, versions),
                 }
                 for cluster in self.clusters.clusters.values()
             ],
@@ -272,6 +273,13 @@ class ProxyServer:
             "Cluster": {c.name for c in self.config.clusters},
         }
         return "static" if name in static[kind] else versions.get(kind, "")
+
+
+def _eds_version(config: ClusterConfig, versions: dict[str, str]) -> str:
+    """The EDS version an EDS cluster's hosts came with ("" for other clusters)."""
+    if config.discovery is not DiscoveryType.EDS:
+        return ""
+    return versions.get("ClusterLoadAssignment", "")
 
 
 def _route_table(table: RouteTable) -> list[dict[str, Any]]:
