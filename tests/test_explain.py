@@ -2,8 +2,7 @@
 with request frames captured from real clients: a Dubbo ``DemoService.sayHello("world")``
 call sent by the Node (dubbo-js/hessian.js) consumer with attachment ``user=alice``, and a
 Thrift ``whoami()`` call sent by thriftpy2 (framed, binary). Both were recorded off a socket
-with ``tests/integration/peers`` clients and are kept as raw bytes in
-``tests/test_explain_data``.
+by ``python -m tests.test_explain_data.capture`` and are kept as raw bytes next to it.
 
 The manifests are the e2e suite's own (``tests/control/data/metaprotocol``: its
 DestinationRule with subsets v1/v2/batchjob/user and its MetaRouters); only the ServiceEntry
