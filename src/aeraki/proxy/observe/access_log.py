@@ -33,7 +33,7 @@ from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap_problems import Problems, join
 from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import AccessLogConfig
-from aeraki.proxy.observe.format import DEFAULT_TEXT_FORMAT, TextFormat, compile_text
+from aeraki.proxy.observe.format import DEFAULT_TEXT_FORMAT, Operator, TextFormat, compile_text
 
 if TYPE_CHECKING:
     from aeraki.proxy.request import ActiveRequest
@@ -60,6 +60,7 @@ _LOGGER_TYPES = {
     _STDOUT: stream_pb2.StdoutAccessLog,
     _STDERR: stream_pb2.StderrAccessLog,
 }
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 #: Lines buffered before a write even within one loop tick.
 _MAX_BUFFERED = 1024
 
@@ -67,51 +68,53 @@ _MAX_BUFFERED = 1024
 # -- formats -----------------------------------------------------------------------------------
 class JsonFormat:
     """A compiled ``json_format``: each value a format string (a lone operator keeps its type:
-    numbers stay numbers, unknown is ``null``), a nested mapping, or a constant."""
+    numbers stay numbers, unknown is ``null``), a nested mapping, or a constant. Keys keep
+    their configured order."""
 
-    __slots__ = ("_fields", "_omit_empty")
+    __slots__ = ("_blank", "_nested", "_omit_empty", "_singles", "_texts")
 
     def __init__(self, spec: Mapping[str, Any], where: str, *, omit_empty: bool) -> None:
-        fields: list[tuple[str, int, Any]] = []
-        for key, value in spec.items():
-            here = join(where, str(key))
+        singles: list[tuple[str, Operator]] = []
+        texts: list[tuple[str, TextFormat]] = []
+        nested: list[tuple[str, JsonFormat]] = []
+        blank: dict[str, Any] = {}
+        for raw_key, value in spec.items():
+            key = str(raw_key)
+            blank[key] = None
+            here = join(where, key)
             if isinstance(value, str):
                 compiled = compile_text(value, here)
                 if compiled.single is not None:
-                    fields.append((str(key), 0, compiled.single))
+                    singles.append((key, compiled.single))
                 else:
-                    fields.append((str(key), 1, compiled))
+                    texts.append((key, compiled))
             elif isinstance(value, Mapping):
-                fields.append((str(key), 2, JsonFormat(value, here, omit_empty=omit_empty)))
+                nested.append((key, JsonFormat(value, here, omit_empty=omit_empty)))
             else:
-                fields.append((str(key), 3, value))
-        self._fields = tuple(fields)
+                blank[key] = value  # a constant
+        self._blank = blank
+        self._singles = tuple(singles)
+        self._texts = tuple(texts)
+        self._nested = tuple(nested)
         self._omit_empty = omit_empty
 
     def values(self, request: ActiveRequest) -> dict[str, Any]:
         """The JSON object for ``request``."""
-        out: dict[str, Any] = {}
-        omit = self._omit_empty
-        for key, kind, item in self._fields:
-            value: Any
-            if kind == 0:
-                value = item(request)
-                if isinstance(value, str) and not value:
-                    value = None
-            elif kind == 1:
-                value = item.render(request)
-            elif kind == 2:
-                value = item.values(request)
-            else:
-                value = item
-            if omit and (value is None or value == "" or value == {}):
-                continue
-            out[key] = value
+        out = self._blank.copy()
+        for key, operator in self._singles:
+            value = operator(request)
+            out[key] = None if value == "" else value
+        for key, text in self._texts:
+            out[key] = text.render(request)
+        for key, sub in self._nested:
+            out[key] = sub.values(request)
+        if self._omit_empty:
+            return {k: v for k, v in out.items() if v is not None and v != "" and v != {}}
         return out
 
     def render(self, request: ActiveRequest) -> str:
         """One JSON line (compact, non-ASCII kept)."""
-        return json.dumps(self.values(request), separators=(",", ":"), ensure_ascii=False) + "\n"
+        return _encode(self.values(request)) + "\n"
 
 
 class _TextLine:

@@ -373,10 +373,12 @@ class TextFormat:
     type then: numbers stay numbers, unknown is ``null``).
     """
 
-    __slots__ = ("_literals", "_operators", "ends_with_newline", "single")
+    __slots__ = ("_operators", "_template", "ends_with_newline", "single")
 
     def __init__(self, literals: list[str], operators: list[Operator]) -> None:
-        self._literals = tuple(literals)
+        #: the literals joined by ``%s`` (their own ``%`` doubled): one ``%`` formatting per
+        #: line is about twice as fast as appending the pieces one by one.
+        self._template = "%s".join(lit.replace("%", "%%") for lit in literals)
         self._operators = tuple(operators)
         self.ends_with_newline = literals[-1].endswith("\n")
         self.single: Operator | None = None
@@ -385,13 +387,8 @@ class TextFormat:
 
     def render(self, request: ActiveRequest, empty: str = "-") -> str:
         """The line for ``request``; unknown values are ``empty``."""
-        literals = self._literals
-        out = [literals[0]]
-        for index, operator in enumerate(self._operators):
-            value = operator(request)
-            out.append(empty if value is None or value == "" else str(value))
-            out.append(literals[index + 1])
-        return "".join(out)
+        values = [operator(request) for operator in self._operators]
+        return self._template % tuple([empty if v is None or v == "" else v for v in values])
 
 
 def compile_text(text: str, where: str) -> TextFormat:
