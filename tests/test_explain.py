@@ -272,3 +272,16 @@ def test_invalid_manifests_are_listed_with_file_and_line(
     shutil.copy(REPO / "tests" / "control" / "data" / "bad" / "broken.yaml", tmp_path)
     assert main(["explain", "--manifests", str(tmp_path), "method=x"]) == 1
     assert "broken.yaml:" in capsys.readouterr().err
+
+
+def test_node_metadata_scopes_the_translation(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--node-meta SERVICES=…``: the node gets only that service's listener, as a proxy
+    with that metadata would from the control plane."""
+    from tests.control.test_runtime import THRIFT
+
+    argv = ["--manifests", str(REPO / "examples" / "mesh"), "method=x"]
+    everything = explain_json(capsys, *argv)
+    assert len(everything["listeners"]) == 2
+    scoped = explain_json(capsys, *argv, "--node-id", "n1", "--node-meta", f"SERVICES={THRIFT}")
+    assert [t["protocol"] for t in scoped["listeners"]] == ["thrift"]
+    assert "translated for node 'n1'" in scoped["source"]

@@ -64,6 +64,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     parser.add_argument(
         "--node-id", default="aeraki-explain", help="--manifests: node to translate for"
     )
+    parser.add_argument(
+        "--node-meta",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="--manifests: node metadata, e.g. SERVICES=host1,host2 (repeatable)",
+    )
     parser.add_argument("--listener", help="only this listener (default: every listener)")
     frame = parser.add_mutually_exclusive_group()
     frame.add_argument("--frame", metavar="FILE", help="a captured request frame (raw bytes)")
@@ -94,7 +102,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.config:
         view = views.from_bootstrap(args.config)
     elif args.manifests:
-        view = views.from_manifests(list(args.manifests), args.node_id)
+        view = views.from_manifests(list(args.manifests), args.node_id, dict(args.node_meta))
     else:
         from aeraki.explain.dump import fetch_admin
 

@@ -84,8 +84,11 @@ def from_bootstrap(path: str) -> ConfigView:
     return ConfigView(path, config.listeners, clusters)
 
 
-def from_manifests(paths: list[str], node_id: str = EXPLAIN_NODE_ID) -> ConfigView:
-    """What the control plane would send node ``node_id`` for these manifests.
+def from_manifests(
+    paths: list[str], node_id: str = EXPLAIN_NODE_ID, node_metadata: Mapping[str, str] | None = None
+) -> ConfigView:
+    """What the control plane would send node ``node_id`` for these manifests, the node's
+    metadata (``NAMESPACE``, ``SERVICES``, ``BIND_ADDRESS``, ...) scoping it as it would.
 
     Raises:
         ConfigError: the manifests have errors (each listed with file and line), or a
@@ -102,7 +105,8 @@ def from_manifests(paths: list[str], node_id: str = EXPLAIN_NODE_ID) -> ConfigVi
         raise ConfigError(
             ", ".join(paths), "invalid manifests:\n" + format_problems(config.problems)
         )
-    translation = translate(config, NodeInfo(id=node_id), TranslateOptions())
+    node = NodeInfo(id=node_id, metadata=dict(node_metadata or {}))
+    translation = translate(config, node, TranslateOptions())
     by_type: dict[str, list[any_pb2.Any]] = {}
     for message in translation.resources:
         packed = any_pb2.Any()
