@@ -125,6 +125,9 @@ async def test_debug_pages_show_acked_versions_and_the_last_nack_reason(
     assert rejected["last_nack_version"] == resp.version_info
     assert rejected["last_nack_reason"] == "cluster x: unsupported field lb_subset_config"
     assert proxies["bad-proxy"]["in_sync"] is False
+    status = json.loads(pages["/status?format=json"]()[2])
+    assert {p["node_id"] for p in status["proxies"]} == {"good-proxy", "bad-proxy"}
+    assert status["last_push"]["store_version"] >= 1
     lines = syncz.splitlines()
     assert any(ln.startswith("good-proxy sotw Cluster SYNCED") for ln in lines), syncz
     assert any(

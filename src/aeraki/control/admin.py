@@ -71,6 +71,11 @@ def _status(plane: ControlPlane) -> Response:
     return 200, "text/plain", "\n".join(render(plane.status())) + "\n"
 
 
+def _status_json(plane: ControlPlane) -> Response:
+    status = dataclasses.asdict(plane.status())
+    return 200, "application/json", json.dumps(status, indent=2) + "\n"
+
+
 def _report(plane: ControlPlane) -> list[dict[str, Any]]:
     cache = plane.cache
     snapshots = {k: s for k in cache.keys() if (s := cache.get_snapshot(k))}  # noqa: SIM118
@@ -107,6 +112,7 @@ def admin_routes(plane: ControlPlane) -> dict[str, Handler]:
         "/ready": functools.partial(_ready, plane),
         "/metrics": functools.partial(_metrics, plane),
         "/status": functools.partial(_status, plane),
+        "/status?format=json": functools.partial(_status_json, plane),
         "/debug/connections": functools.partial(_connections, plane),
         "/debug/syncz": functools.partial(_syncz, plane),
         "/logging": logging_get,
