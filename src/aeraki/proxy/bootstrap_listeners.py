@@ -21,6 +21,7 @@ from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import FilterConfig, ListenerConfig, MetaProtocolConfig
 from aeraki.proxy.filters.api import check_filter_config
 from aeraki.proxy.observe.access_log import convert_access_logs
+from aeraki.proxy.observe.tracing_config import convert_tracing
 from aeraki.xds.registry import FILTER_CONFIG_TYPES, TYPE_URL_PREFIX, message_class
 
 __all__ = [
@@ -209,6 +210,11 @@ def convert_meta_protocol_proxy(
         ),
         idle_timeout=idle_timeout,
         access_logs=convert_access_logs(proto.access_log, join(path, "access_log"), problems),
+        tracing=(
+            convert_tracing(proto.tracing, join(path, "tracing"), problems, refs)
+            if proto.HasField("tracing")
+            else None
+        ),
     )
 
 

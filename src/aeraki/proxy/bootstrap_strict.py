@@ -113,7 +113,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         # --- MetaProtocolProxy ---
         _MPP + "MetaProtocolProxy": (
             "stat_prefix application_protocol rds route_config codec meta_protocol_filters"
-            " idle_timeout protocol access_log"
+            " idle_timeout protocol access_log tracing"
         ),
         # --- access logs (aeraki.proxy.observe.access_log; typed_config checked unpacked) ---
         "envoy.config.accesslog.v3.AccessLog": "name typed_config",
@@ -130,6 +130,12 @@ SUPPORTED: dict[str, frozenset[str]] = {
         _MPP + "MetaProtocolFilter": "name config",
         _MPP + "Codec": "name config",
         _MPP + "ApplicationProtocol": "name codec multiplexing",
+        # --- tracing (aeraki.proxy.observe.tracing); verbose span logs are not implemented ---
+        _MPP + "Tracing": (
+            "client_sampling random_sampling overall_sampling max_tag_length provider"
+        ),
+        "envoy.config.trace.v3.Tracing.Http": "name typed_config",
+        "envoy.config.trace.v3.OpenTelemetryConfig": "grpc_service service_name max_cache_size",
         "aeraki.meta_protocol_proxy.filters.router.v1alpha.Router": "",
         # --- rate limit filters (aeraki.proxy.filters.local_ratelimit / .ratelimit) ---
         _LRL + "LocalRateLimit": "stat_prefix token_bucket conditions",

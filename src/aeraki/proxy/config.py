@@ -35,6 +35,7 @@ __all__ = [
     "MirrorPolicy",
     "NO_LOCALITY",
     "OutlierConfig",
+    "OtlpProviderConfig",
     "ProxyConfig",
     "RetryBudgetConfig",
     "RetryOn",
@@ -42,6 +43,7 @@ __all__ = [
     "RouteConfig",
     "RouteTableConfig",
     "SocketAddress",
+    "TracingConfig",
     "WeightedCluster",
 ]
 
@@ -253,6 +255,35 @@ class AccessLogConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OtlpProviderConfig:
+    """Envoy's ``envoy.tracers.opentelemetry`` provider: OTLP/gRPC export to a cluster.
+
+    ``max_cache_size`` is how many ended spans wait before a batch is sent (Envoy's meaning);
+    a batch also leaves on the exporter's flush interval.
+    """
+
+    cluster: str
+    service_name: str = ""
+    max_cache_size: int = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TracingConfig:
+    """The MetaProtocolProxy ``tracing`` message (reference §24), sampling as fractions.
+
+    ``client_sampling`` is out of 100 (the integer part of the percent, as Envoy packs it);
+    ``random_sampling`` and ``overall_sampling`` are out of 10,000. ``provider`` ``None`` is
+    the null tracer: tracing configured, no spans.
+    """
+
+    client_sampling: int = 100
+    random_sampling: int = 10_000
+    overall_sampling: int = 10_000
+    max_tag_length: int = 256
+    provider: OtlpProviderConfig | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetaProtocolConfig:
     """The ``MetaProtocolProxy`` network filter of one listener.
 
@@ -269,6 +300,8 @@ class MetaProtocolConfig:
     filters: tuple[FilterConfig, ...] = ()
     idle_timeout: float | None = None
     access_logs: tuple[AccessLogConfig, ...] = ()
+    #: ``tracing``: present enables tracing (reference §24).
+    tracing: TracingConfig | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -76,6 +76,13 @@ class ListenerRuntime:
             from aeraki.proxy.observe.access_log import access_loggers
 
             self.observers += access_loggers(proxy.access_logs)
+        if proxy.tracing is not None:  # the OpenTelemetry SDK loads only when tracing
+            from aeraki.proxy.observe.tracing import RequestTracer
+
+            tracer = RequestTracer.for_listener(proxy.tracing, self)
+            if tracer is not None:  # the first decoder filter: it decides and injects
+                self.decoder_filters.insert(0, tracer)
+                self.observers += (tracer,)
         self.connections: set[DownstreamConnection] = set()
         self._drained = asyncio.Event()
         self._drained.set()

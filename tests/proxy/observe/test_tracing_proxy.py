@@ -1,0 +1,147 @@
+"""Tracing through the real proxy core (fake codec, loopback TCP) into a real OTLP/gRPC
+receiver: span parents from W3C and B3 context, context injected upstream, no span for an
+unsampled request, and the ending of each request on its span."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aeraki.proxy.config import OtlpProviderConfig, ProxyConfig, TracingConfig
+from aeraki.proxy.observe.tracing import flush_all
+from tests.integration.peers.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.proxy.filters.helpers import running
+from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
+
+TID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SID = "00f067aa0ba902b7"
+SERVER = 2  # OTLP Span.SpanKind
+STATUS_ERROR = 2
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    async with otlp_receiver() as r:
+        yield r
+
+
+def traced(config: ProxyConfig, receiver: OtlpReceiver, **sampling: int) -> ProxyConfig:
+    """``config`` with its listener traced into ``receiver`` (cluster "otlp")."""
+    tracing = TracingConfig(
+        provider=OtlpProviderConfig(cluster="otlp", service_name="svc"), **sampling
+    )
+    first = config.listeners[0]
+    proxy = dataclasses.replace(first.proxy, tracing=tracing)
+    listener_config = dataclasses.replace(first, proxy=proxy)
+    return dataclasses.replace(
+        config,
+        listeners=(listener_config,),
+        clusters=(*config.clusters, cluster("otlp", receiver.port)),
+    )
+
+
+async def exported(receiver: OtlpReceiver, count: int) -> list[ReceivedSpan]:
+    """Flush (off the loop: the exporter calls the receiver served by this loop) and wait."""
+    assert await asyncio.to_thread(flush_all)
+    return await receiver.wait_spans(count)
+
+
+async def test_parent_from_traceparent_and_the_upstream_sees_the_proxy_span(
+    receiver: OtlpReceiver,
+) -> None:
+    up = await FakeUpstream("v1").start()
+    config = traced(listener(route("c"), clusters=[cluster("c", up.port)]), receiver)
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        reply = await client.call(
+            1, {"traceparent": f"00-{TID}-{SID}-01", "tracestate": "k=v", "method": "m"}
+        )
+        assert reply.get_string("server") == "v1"
+        (span,) = await exported(receiver, 1)
+        await client.close()
+    assert (span.trace_id, span.parent_span_id, span.kind) == (TID, SID, SERVER)
+    seen = up.received[0]
+    assert seen.get_string("traceparent") == f"00-{TID}-{span.span_id}-01"
+    assert seen.get_string("tracestate") == "k=v"
+    rid = seen.get_string("x-request-id")
+    assert (len(rid), rid[14]) == (36, "9")
+    attrs = span.attributes
+    assert attrs["guid:x-request-id"] == rid
+    assert attrs["rpc.system"] == "fake"
+    assert attrs["upstream_cluster"] == attrs["upstream_cluster.name"] == "c"
+    assert attrs["upstream_host"] == f"127.0.0.1:{up.port}"
+    assert (attrs["attempts"], attrs["retry_count"]) == (1, 0)
+    assert attrs["response_status"] == "OK"
+    assert attrs["request metadata: method"] == "m"
+    assert attrs["response metadata: server"] == "v1"
+    assert attrs["peer.address"] == "127.0.0.1"
+    assert "error" not in attrs
+    assert span.resource["service.name"] == "svc"
+    assert span.start_ns <= span.end_ns
+    up.close()
+
+
+async def test_b3_multi_in_and_out(receiver: OtlpReceiver) -> None:
+    up = await FakeUpstream("v1").start()
+    config = traced(listener(route("c"), clusters=[cluster("c", up.port)]), receiver)
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        await client.call(2, {"x-b3-traceid": TID[16:], "x-b3-spanid": SID, "x-b3-sampled": "1"})
+        (span,) = await exported(receiver, 1)
+        await client.close()
+    assert (span.trace_id, span.parent_span_id) == ("0" * 16 + TID[16:], SID)
+    seen = up.received[0]
+    assert seen.get_string("x-b3-traceid") == TID[16:]
+    assert seen.get_string("x-b3-spanid") == span.span_id
+    assert seen.get_string("x-b3-parentspanid") == SID
+    assert seen.get_string("x-b3-sampled") == "1"
+    assert seen.get_string("traceparent") == f"00-{span.trace_id}-{span.span_id}-01"
+    up.close()
+
+
+async def test_unsampled_requests_create_no_span_and_are_forwarded_untouched(
+    receiver: OtlpReceiver,
+) -> None:
+    up = await FakeUpstream("v1").start()
+    config = traced(
+        listener(route("c"), clusters=[cluster("c", up.port)]), receiver, random_sampling=0
+    )
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        for i in range(20):
+            await client.call(i, {"seq": str(i)})
+        # A caller that says "not sampled" is obeyed even when sampled here.
+        await client.call(20, {"traceparent": f"00-{TID}-{SID}-00", "x-envoy-force-trace": "1"})
+        # A forced request is traced; once its span arrives, any earlier one would have too.
+        await client.call(21, {"x-envoy-force-trace": "1"})
+        spans = await exported(receiver, 1)
+        await client.close()
+    assert len(spans) == 1
+    assert spans[0].attributes["request metadata: x-envoy-force-trace"] == "1"
+    assert spans[0].attributes["guid:x-request-id"][14] == "a"
+    assert spans[0].parent_span_id == ""
+    for md in up.received[:20]:
+        assert not md.has_string("traceparent")
+        assert not md.has_string("x-request-id")
+    assert up.received[20].get_string("traceparent") == f"00-{TID}-{SID}-00"
+    up.close()
+
+
+async def test_local_reply_ends_the_span_with_the_error(receiver: OtlpReceiver) -> None:
+    config = traced(listener(route("missing")), receiver)
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        reply = await client.call(3, {"method": "m"})
+        assert is_error(reply, "CLUSTER_NOT_FOUND")
+        (span,) = await exported(receiver, 1)
+        await client.close()
+    assert span.kind == SERVER
+    assert span.name.startswith("ingress")
+    assert span.status_code == STATUS_ERROR
+    assert span.attributes["error"] is True
+    assert span.attributes["local_error"] == "CLUSTER_NOT_FOUND"
+    assert "unknown cluster" in span.attributes["local_error.message"]
+    assert span.attributes["attempts"] == 0
