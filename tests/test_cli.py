@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aeraki.cli import main
+from aeraki.logging_setup import JsonFormatter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "bootstraps"
 DUBBO = str(EXAMPLES / "dubbo.yaml")
@@ -105,9 +114,6 @@ def test_validate_needs_something_to_check(capsys: pytest.CaptureFixture[str]) -
 def test_proxy_command_does_not_load_the_control_plane() -> None:
     """The control plane's modules (gRPC server, Kubernetes client, translation) stay out of
     a proxy process: they cost start-up time and memory it never uses."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, aeraki.cli as c; c._parser(['proxy', '-c', 'x']); "
         "print(sorted(m for m in sys.modules if m.startswith('aeraki.control')))"
@@ -156,3 +162,129 @@ def test_bad_access_log_encoding_is_an_argument_error(
         main(["run", str(tmp_path), "--access-log-encoding", "xml"])
     assert exited.value.code == 2
     assert "expected TEXT or JSON, got 'xml'" in capsys.readouterr().err
+
+
+# -- one-line errors for bad input (subprocess: what a user sees) -------------------------------
+THRIFT = EXAMPLES / "thrift.yaml"
+
+
+def _aeraki(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aeraki.cli", *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _listening_on(port: int) -> str:
+    """The example Thrift bootstrap with its listener on 127.0.0.1:``port``, no admin."""
+    text = THRIFT.read_text().replace("0.0.0.0, port_value: 9090", f"127.0.0.1, port_value: {port}")
+    assert str(port) in text
+    return text.replace("port_value: 8080", "port_value: 0")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("missing.yaml", None, "aeraki: {path}: cannot read: No such file or directory"),
+        (
+            "broken.yaml",
+            "static_resources:\n  listeners: [\n   - oops\n",
+            "aeraki: {path}: invalid YAML at line 3, column 4: "
+            "expected the node content, but found '-'",
+        ),
+        (
+            "codec.yaml",
+            THRIFT.read_text().replace("codec.thrift", "codec.nope"),
+            "aeraki: invalid configuration: {path}: static_resources.listeners[0]."
+            "filter_chains[0].filters[0].typed_config.codec.name: unknown codec "
+            "'aeraki.meta_protocol.codec.nope'; known: aeraki.meta_protocol.codec.dubbo, "
+            "aeraki.meta_protocol.codec.fake, aeraki.meta_protocol.codec.thrift; "
+            "or use 'module:Class'",
+        ),
+    ],
+)
+def test_bad_bootstrap_is_one_line_exit_1(
+    tmp_path: Path, name: str, text: str | None, line: str
+) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    for command in ("proxy", "validate"):
+        done = _aeraki(command, "-c", str(path))
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == line.format(path=path) + "\n"
+
+
+def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "busy.yaml"
+        path.write_text(_listening_on(port))
+        done = _aeraki("--log-level", "error", "proxy", "-c", str(path))
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"aeraki: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(another process has it)\n"
+    )
+
+
+def test_unreachable_control_plane_is_a_warning_and_a_retry_in_json_logs(
+    tmp_path: Path, free_port: int
+) -> None:
+    """``aeraki proxy`` with ADS to a closed port keeps running: each failed attempt is one
+    WARNING record (JSON, as asked after the command), never a traceback; then SIGTERM."""
+    from aeraki.control.cli import local_proxy_bootstrap
+
+    path = tmp_path / "ads.yaml"
+    path.write_text(yaml.safe_dump(local_proxy_bootstrap(free_port)))
+    argv = [sys.executable, "-m", "aeraki.cli", "proxy", "-c", str(path)]
+    argv += ["--log-format", "json", "--log-level", "warning"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    warnings: list[dict[str, str]] = []
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        while len(warnings) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()  # the proxy retries within seconds
+            if not line:
+                break
+            record = json.loads(line)  # every line is one JSON record
+            assert record["level"] == "WARNING", record
+            warnings.append(record)
+        assert proc.poll() is None  # still running, still retrying
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    assert len(warnings) == 2, warnings
+    for record in warnings:
+        assert record["logger"] == "aeraki.proxy.xds_client"
+        assert f"127.0.0.1:{free_port}" in record["message"]
+        assert "UNAVAILABLE" in record["message"]
+        assert record["time"].endswith("Z")
+    assert "Traceback" not in rest
+    assert proc.returncode == 0
+
+
+def test_json_log_records_carry_the_traceback_in_one_line() -> None:
+    formatter = JsonFormatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, "f", 1, "failed %s", ("it",), sys.exc_info())
+    line = formatter.format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "failed it"
+    assert entry["level"] == "ERROR"
+    assert entry["exception"].startswith("Traceback")
+    assert entry["exception"].endswith("ValueError: boom")
+
+
+def test_log_flags_are_accepted_before_and_after_the_command() -> None:
+    from aeraki.cli import _parser
+
+    before = _parser(["validate"]).parse_args(["--log-format", "json", "validate", "x"])
+    after = _parser(["validate"]).parse_args(["validate", "x", "--log-level", "debug"])
+    assert (before.log_format, before.log_level) == ("json", "info")
+    assert (after.log_format, after.log_level) == ("text", "debug")

@@ -14,8 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from aeraki import __version__
-from aeraki.errors import AerakiError, ConfigError
+from aeraki.cli_errors import describe as describe_error
+from aeraki.errors import AerakiError
 from aeraki.explain.cli import add_parser as add_explain_parser
+from aeraki.logging_setup import LOG_FORMATS, LOG_LEVELS
+from aeraki.logging_setup import configure as configure_logging
 
 __all__ = ["main"]
 
@@ -52,7 +55,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
     for word in argv:
         if skip:
             skip = False
-        elif word == "--log-level":
+        elif word in ("--log-level", "--log-format"):
             skip = True
         elif not word.startswith("-"):
             return word
@@ -77,12 +80,7 @@ def _add_control_commands(
 def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aeraki", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"aeraki {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="logging verbosity (default: info)",
-    )
+    _add_log_flags(parser, "info", "text")
     sub = parser.add_subparsers(dest="command", required=True)
     proxy = sub.add_parser("proxy", help="run the MetaProtocol proxy from an Envoy bootstrap")
     proxy.add_argument("-c", "--config", required=True, help="bootstrap file (YAML or JSON)")
@@ -110,7 +108,25 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     validate.add_argument("-c", "--config", help="bootstrap file (YAML or JSON)")
     validate.add_argument("paths", nargs="*", help="manifest files or directories")
     add_explain_parser(sub)
+    for command in sub.choices.values():  # also accepted after the command's name
+        _add_log_flags(command, argparse.SUPPRESS, argparse.SUPPRESS)
     return parser
+
+
+def _add_log_flags(parser: argparse.ArgumentParser, level: str, fmt: str) -> None:
+    """``--log-level`` and ``--log-format`` (process logs; see :mod:`aeraki.logging_setup`)."""
+    parser.add_argument(
+        "--log-level",
+        default=level,
+        choices=LOG_LEVELS,
+        help="logging verbosity (default: info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=fmt,
+        choices=LOG_FORMATS,
+        help="process log lines as text or one JSON object per line (default: text)",
+    )
 
 
 def _run_loop(main: object, loop_name: str) -> None:
@@ -172,22 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aeraki`` console script."""
     words = sys.argv[1:] if argv is None else list(argv)
     args = _parser(words).parse_args(words)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     commands = {"proxy": _cmd_proxy, "validate": _cmd_validate, "explain": _cmd_explain}
     commands.update(extra_commands)
     try:
         return commands[args.command](args)
-    except ConfigError as exc:
-        print(f"aeraki: invalid configuration: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"aeraki: {exc}", file=sys.stderr)
-        return 1
-    except AerakiError as exc:
-        print(f"aeraki: {exc}", file=sys.stderr)
+    except (AerakiError, OSError) as exc:
+        message = describe_error(exc)
+        if message is None:
+            raise
+        print(f"aeraki: {message}", file=sys.stderr)
         return 1
 
 

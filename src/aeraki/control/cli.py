@@ -37,6 +37,8 @@ from aeraki.control.runtime import (
 )
 from aeraki.control.sources.api import ConfigSource
 from aeraki.control.status import cluster_traffic, render
+from aeraki.logging_setup import LOG_FORMATS, LOG_LEVELS
+from aeraki.logging_setup import configure as configure_logging
 
 if TYPE_CHECKING:
     from aeraki.proxy.server import ProxyServer
@@ -618,12 +620,13 @@ async def _status_loop(
 def main(argv: list[str] | None = None) -> int:
     """``python -m aeraki.control.cli control|run …`` (until ``aeraki`` itself registers them)."""
     parser = argparse.ArgumentParser(prog="aeraki")
-    parser.add_argument("--log-level", default="warning", help="logging level (default warning)")
+    parser.add_argument(
+        "--log-level", default="warning", choices=LOG_LEVELS, help="default: warning"
+    )
+    parser.add_argument("--log-format", default="text", choices=LOG_FORMATS, help="text or json")
     commands = add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     return commands[args.command](args)
 
 
