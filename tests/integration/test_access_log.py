@@ -3,6 +3,7 @@
 circuit-breaker overflow and route timeout each leave their line —
 
 - from a bootstrap's ``access_log`` (Envoy's ``FileAccessLog``), our proxy in this process;
+- from Envoy's stdout logger of an ``aeraki proxy`` process (lines reach its stdout);
 - from the control plane's mesh setting (``--access-log`` / ``--access-log-encoding`` /
   ``--access-log-format``, Istio's ``accessLog*``): manifests → control plane → our proxy as
   its ADS client (the e2e harness of ``test_control_e2e``).
@@ -31,8 +32,14 @@ from aeraki.proxy.observe.access_log import flush_all
 from aeraki.proxy.server import ProxyServer
 from aeraki.proxy.upstream.cluster import Cluster
 from tests.control.test_runtime import service_yaml
-from tests.integration.aeraki_proxy import bootstrap, meta_listener, meta_route, static_cluster
-from tests.integration.peers.procs import LOOPBACK, free_ports
+from tests.integration.aeraki_proxy import (
+    bootstrap,
+    meta_listener,
+    meta_route,
+    start_aeraki_proxy,
+    static_cluster,
+)
+from tests.integration.peers.procs import LOOPBACK, ProcessGroup, free_ports, poll_until
 from tests.integration.peers.thrift_client import make_thrift_client
 from tests.integration.peers.thrift_peer import ThriftServer
 from tests.integration.test_control_e2e import (
@@ -47,6 +54,7 @@ from tests.integration.test_control_e2e import (
 from tests.integration.test_resilience_upstream import _with_policy
 
 FILE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+STDOUT = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
 TEXT_FORMAT = "%METHOD% %RESPONSE_FLAGS% %RESPONSE_CODE% %UPSTREAM_CLUSTER%\n"
 JSON_FORMAT = {
     "method": "%METHOD%",
@@ -190,6 +198,38 @@ async def test_bootstrap_access_log_records_every_outcome(
         assert all(r["bytes_received"] > 0 for r in records)
         slow = [r for r in records if r["method"] == "slow"]
         assert all(r["duration"] >= 2000 for r in slow), slow
+
+
+def test_stdout_logger_of_an_aeraki_proxy_process(
+    tmp_path: Path, peers: ProcessGroup, thrift_pair: tuple[ThriftServer, ThriftServer]
+) -> None:
+    """Envoy's ``envoy.access_loggers.stdout``: a real process writes JSON lines to fd 1."""
+    (port,) = free_ports(1)
+    config = _bootstrap(port, thrift_pair[0], tmp_path / "unused.log", "JSON")
+    typed = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    typed["typed_config"]["access_log"] = [
+        {
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {"@type": STDOUT, "log_format": {"json_format": JSON_FORMAT}},
+        }
+    ]
+    proxy = start_aeraki_proxy(peers, config, tmp_path)
+    assert _call(port, "whoami") == "v1"
+    assert _call(port, "echo", "x").startswith("error: meta protocol router: no matched route")
+    log = proxy.process.log_path
+    records: list[dict[str, Any]] = []
+
+    def two_records() -> bool:
+        lines = [ln for ln in log.read_text().splitlines() if ln.startswith("{")]
+        records[:] = [json.loads(ln) for ln in lines]
+        return len(records) >= 2
+
+    poll_until(two_records, timeout=WAIT, what=f"two access log lines in {log}")
+    assert [(r["method"], r["flags"], r["code"]) for r in records] == [
+        ("whoami", None, 0),
+        ("echo", "NR", 1),
+    ]
+    assert not (tmp_path / "unused.log").exists()
 
 
 # --------------------------------------------------------------------------- control plane
