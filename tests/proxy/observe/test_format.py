@@ -155,6 +155,15 @@ def test_response_flags_of_local_replies(
     assert response_flags(req) == flags
 
 
+def test_rate_limit_service_failure_is_rlse() -> None:
+    error = LocalError(
+        ErrorType.OVER_LIMIT,
+        "meta protocol global ratelimit: rate limit service failed (call failed: UNAVAILABLE) "
+        "for request '1' and failure_mode_deny is set",
+    )
+    assert response_flags(request(local_error=error)) == "RLSE"
+
+
 def test_per_try_timeout_after_retries_is_ut_urx_but_route_timeout_is_ut() -> None:
     per_try = LocalError(ErrorType.TIMEOUT, "meta protocol router: attempt 3 timed out after 1s")
     whole = LocalError(ErrorType.TIMEOUT, "meta protocol router: request timed out after 1s")

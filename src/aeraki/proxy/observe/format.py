@@ -83,6 +83,7 @@ _FLAG_OF_ERROR = {
     ErrorType.TIMEOUT: "UT",
 }
 _PER_TRY_TIMEOUT = "meta protocol router: attempt "
+_RATE_LIMIT_SERVICE_FAILED = "rate limit service failed"
 
 
 def response_flags(request: ActiveRequest) -> str | None:
@@ -92,6 +93,7 @@ def response_flags(request: ActiveRequest) -> str | None:
     response, ``UT`` timeout (route or last per-try), ``UF`` connect failure (an attempt got
     no connection), ``UC`` connection lost after sending, ``UO`` circuit breaker overflow,
     ``RL`` rate limited (an OverLimit reply before routing: only rate-limit filters give one),
+    ``RLSE`` refused because the rate limit service failed (``failure_mode_deny``),
     ``FI`` fault abort (the reply carries the route's abort message), ``URX`` added when an
     upstream failure ended a request that was retried, ``DC`` client gone before the answer,
     ``DI`` when the route delays every request (a partial delay is drawn per request and not
@@ -110,7 +112,10 @@ def response_flags(request: ActiveRequest) -> str | None:
         if fault is not None and fault.abort is not None and error.message == fault.abort.message:
             flag = "FI"
         elif error.type is ErrorType.OVER_LIMIT:
-            flag = "RL" if route is None else "UO"
+            if route is not None:
+                flag = "UO"
+            else:
+                flag = "RLSE" if _RATE_LIMIT_SERVICE_FAILED in error.message else "RL"
         elif flag is None and request.attempts:
             flag = "UF" if request.upstream is None else "UC"
         if flag is not None:
