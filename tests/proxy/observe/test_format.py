@@ -147,12 +147,17 @@ def test_response_flags_of_local_replies(
     error: ErrorType, attempts: int, routed: bool, upstream: bool, flags: str
 ) -> None:
     req = request(
-        local_error=LocalError(error, "meta protocol router: boom"),
+        local_error=LocalError(error, "meta protocol upstream request: boom"),
         attempts=attempts,
         route=make_route() if routed else None,
         upstream=object() if upstream else None,
     )
     assert response_flags(req) == flags
+
+
+def test_router_errors_after_a_connection_are_not_connect_failures() -> None:
+    error = LocalError(ErrorType.UNSPECIFIED, "meta protocol router: cannot encode request: x")
+    assert response_flags(request(local_error=error, attempts=1, route=make_route())) is None
 
 
 def test_rate_limit_service_failure_is_rlse() -> None:
@@ -241,10 +246,10 @@ def test_upstream_and_downstream_fields() -> None:
 
 
 def test_transport_failure_reason_only_for_connect_failures() -> None:
-    error = LocalError(ErrorType.UNSPECIFIED, "connection refused")
+    error = LocalError(ErrorType.UNSPECIFIED, "meta protocol upstream request: refused")
     assert render(
         "%UPSTREAM_TRANSPORT_FAILURE_REASON%", request(local_error=error, attempts=1)
-    ) == ("connection refused")
+    ) == ("meta protocol upstream request: refused")
     assert render("%UPSTREAM_TRANSPORT_FAILURE_REASON%", request(response=ok_response())) == "-"
 
 

@@ -84,6 +84,8 @@ _FLAG_OF_ERROR = {
 }
 _PER_TRY_TIMEOUT = "meta protocol router: attempt "
 _RATE_LIMIT_SERVICE_FAILED = "rate limit service failed"
+#: how the pool words a connection it could not give (the router's own errors differ).
+_POOL_FAILURE = "meta protocol upstream request:"
 
 
 def response_flags(request: ActiveRequest) -> str | None:
@@ -117,7 +119,10 @@ def response_flags(request: ActiveRequest) -> str | None:
             else:
                 flag = "RLSE" if _RATE_LIMIT_SERVICE_FAILED in error.message else "RL"
         elif flag is None and request.attempts:
-            flag = "UF" if request.upstream is None else "UC"
+            if request.upstream is not None:
+                flag = "UC"
+            elif error.message.startswith(_POOL_FAILURE):
+                flag = "UF"
         if flag is not None:
             flags.append(flag)
         if request.attempts > 1 and (
@@ -154,6 +159,7 @@ def _failure_reason(request: ActiveRequest) -> Value:
         and error.type is ErrorType.UNSPECIFIED
         and request.attempts
         and request.upstream is None
+        and error.message.startswith(_POOL_FAILURE)
     ):
         return error.message
     return None
