@@ -229,6 +229,20 @@ def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
     )
 
 
+def test_xds_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _aeraki("control", str(tmp_path), "--xds-address", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"aeraki: cannot listen on 127.0.0.1:{port}: "
+        "address in use or not an address of this machine"
+    )
+
+
 def test_unreachable_control_plane_is_a_warning_and_a_retry_in_json_logs(
     tmp_path: Path, free_port: int
 ) -> None:

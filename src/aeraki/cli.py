@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.update(extra_commands)
     try:
         return commands[args.command](args)
-    except (AerakiError, OSError) as exc:
+    except (AerakiError, OSError, RuntimeError) as exc:
         message = describe_error(exc)
         if message is None:
             raise

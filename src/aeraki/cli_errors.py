@@ -16,6 +16,8 @@ from aeraki.errors import AerakiError, ConfigError
 __all__ = ["describe"]
 
 _BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
+#: grpc's words when a server port cannot be bound (it raises a bare RuntimeError).
+_GRPC_BIND = re.compile(r"Failed to bind to address (\S+?);")
 
 
 def _one_line(text: str) -> str:
@@ -66,4 +68,6 @@ def describe(exc: BaseException) -> str | None:
         return _os_error(exc)
     if isinstance(exc, AerakiError):
         return _one_line(str(exc))
+    if isinstance(exc, RuntimeError) and (found := _GRPC_BIND.match(str(exc))):
+        return f"cannot listen on {found[1]}: address in use or not an address of this machine"
     return None
