@@ -302,3 +302,21 @@ def test_log_flags_are_accepted_before_and_after_the_command() -> None:
     after = _parser(["validate"]).parse_args(["validate", "x", "--log-level", "debug"])
     assert (before.log_format, before.log_level) == ("json", "info")
     assert (after.log_format, after.log_level) == ("text", "debug")
+
+
+def test_unusable_kubeconfig_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nclusters: [\n")
+    argv = ["--log-level", "error", "control", "--kubernetes", "--no-envoyfilters", "--kubeconfig"]
+    assert main([*argv, str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == (
+        f"aeraki control: cannot read kubeconfig {tmp_path / 'missing'}: [Errno 2] "
+        f"No such file or directory: '{tmp_path / 'missing'}'\n"
+    )
+    assert main([*argv, str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aeraki control: cannot read kubeconfig {broken}: ")
+    assert "line 3" in err
+    assert err.count("\n") == 1

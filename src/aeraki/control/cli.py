@@ -337,7 +337,15 @@ def cmd_control(args: argparse.Namespace) -> int:
             print(f"aeraki control: {exc}", file=sys.stderr)
             return 2
     _log_settings(args)
-    return asyncio.run(_control(args))
+    if not args.kubernetes:
+        return asyncio.run(_control(args))
+    from aeraki.control.sources.kubeclient import ConfigError as KubeConfigError
+
+    try:
+        return asyncio.run(_control(args))
+    except KubeConfigError as exc:  # no usable kubeconfig / in-cluster environment
+        print(f"aeraki control: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 def _lease(args: argparse.Namespace) -> Any:
