@@ -562,8 +562,10 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
     ),
     (
         "unsupported listener field",
-        lambda d: d["static_resources"]["listeners"][0].update(traffic_direction="OUTBOUND"),
-        "static_resources.listeners[0].traffic_direction",
+        lambda d: d["static_resources"]["listeners"][0].update(
+            per_connection_buffer_limit_bytes=1024
+        ),
+        "static_resources.listeners[0].per_connection_buffer_limit_bytes",
         "not supported yet",
     ),
     (
@@ -599,15 +601,15 @@ ERRORS: list[tuple[str, Callable[[Data], object], str, str]] = [
         "not supported yet",
     ),
     (
-        "later filter",
+        "filter after the router",
         lambda d: tc(d).update(
             meta_protocol_filters=[
-                {"name": "aeraki.meta_protocol.filters.metadata_exchange"},
                 {"name": "aeraki.meta_protocol.filters.router"},
+                {"name": "aeraki.meta_protocol.filters.metadata_exchange"},
             ]
         ),
-        TC + ".meta_protocol_filters[0].name",
-        "not implemented yet",
+        TC + ".meta_protocol_filters",
+        "the last filter must be",
     ),
     (
         "unknown filter",

@@ -38,12 +38,14 @@ META_PROTOCOL_FILTER_NAMES = frozenset(
     {"aeraki.meta_protocol_proxy", "envoy.filters.network.meta_protocol_proxy"}
 )
 ROUTER_FILTER = "aeraki.meta_protocol.filters.router"
-#: Filters the proxy implements today (Istio's metadata_exchange and istio_stats are not).
+#: Filters the proxy implements.
 IMPLEMENTED_FILTERS = frozenset(
     {
         ROUTER_FILTER,
         "aeraki.meta_protocol.filters.local_ratelimit",
         "aeraki.meta_protocol.filters.ratelimit",
+        "aeraki.meta_protocol.filters.metadata_exchange",
+        "aeraki.meta_protocol.filters.istio_stats",
     }
 )
 
@@ -81,6 +83,10 @@ def meta_protocol_proxy_from_any(typed_config: Any, path: str, problems: Problem
         path, f"expected {TYPE_URL_PREFIX}{_MPP_NAME} (or a TypedStruct of it), got {name!r}"
     )
     return None
+
+
+#: ``envoy.config.core.v3.TrafficDirection`` numbers -> names.
+_DIRECTIONS = {0: "UNSPECIFIED", 1: "INBOUND", 2: "OUTBOUND"}
 
 
 def convert_listener(
@@ -133,7 +139,9 @@ def convert_listener(
     check_supported(proxy_proto, tc_path, problems)
     proxy = convert_meta_protocol_proxy(proxy_proto, tc_path, problems, refs, has_ads=has_ads)
     name = listener.name or str(address)
-    return ListenerConfig(name=name, address=address, proxy=proxy)
+    # core.v3.TrafficDirection: the metadata exchange and Istio metrics filters act by it.
+    direction = _DIRECTIONS.get(listener.traffic_direction, "UNSPECIFIED")
+    return ListenerConfig(name=name, address=address, proxy=proxy, traffic_direction=direction)
 
 
 def _codec_ok(name: str, path: str, problems: Problems) -> None:

@@ -40,7 +40,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "envoy.config.core.v3.ConfigSource": "ads resource_api_version",
         "envoy.config.core.v3.AggregatedConfigSource": "",
         # --- listeners (typed_config is checked after unpacking) ---
-        "envoy.config.listener.v3.Listener": "name address filter_chains",
+        "envoy.config.listener.v3.Listener": "name address filter_chains traffic_direction",
         "envoy.config.listener.v3.FilterChain": "filters",
         "envoy.config.listener.v3.Filter": "name typed_config",
         "envoy.config.core.v3.Address": "socket_address",
@@ -137,6 +137,9 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "envoy.config.trace.v3.Tracing.Http": "name typed_config",
         "envoy.config.trace.v3.OpenTelemetryConfig": "grpc_service service_name max_cache_size",
         "aeraki.meta_protocol_proxy.filters.router.v1alpha.Router": "",
+        # --- Istio telemetry filters (aeraki.proxy.filters.metadata_exchange / .istio_stats) ---
+        "aeraki.meta_protocol_proxy.filters.metadata_exchange.v1alpha.MetadataExchange": "",
+        "aeraki.meta_protocol_proxy.filters.istio_stats.v1alpha.IstioStats": "destination_service",
         # --- rate limit filters (aeraki.proxy.filters.local_ratelimit / .ratelimit) ---
         _LRL + "LocalRateLimit": "stat_prefix token_bucket conditions",
         _LRL + "LocalRateLimitCondition": "match token_bucket",

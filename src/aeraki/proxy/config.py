@@ -311,6 +311,9 @@ class ListenerConfig:
     name: str
     address: SocketAddress
     proxy: MetaProtocolConfig
+    #: ``traffic_direction``: ``INBOUND`` (a sidecar's server side), ``OUTBOUND`` (its
+    #: client side) or ``UNSPECIFIED``; the Istio telemetry filters act by it (§22.4-22.5).
+    traffic_direction: str = "UNSPECIFIED"
 
 
 class DiscoveryType(enum.Enum):

@@ -102,6 +102,8 @@ _checks: dict[str, FilterCheck] = {}
 _BUILTIN_MODULES = {
     "aeraki.meta_protocol.filters.local_ratelimit": "aeraki.proxy.filters.local_ratelimit",
     "aeraki.meta_protocol.filters.ratelimit": "aeraki.proxy.filters.ratelimit",
+    "aeraki.meta_protocol.filters.metadata_exchange": "aeraki.proxy.filters.metadata_exchange",
+    "aeraki.meta_protocol.filters.istio_stats": "aeraki.proxy.filters.istio_stats",
 }
 
 
