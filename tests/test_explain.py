@@ -285,3 +285,11 @@ def test_node_metadata_scopes_the_translation(capsys: pytest.CaptureFixture[str]
     scoped = explain_json(capsys, *argv, "--node-id", "n1", "--node-meta", f"SERVICES={THRIFT}")
     assert [t["protocol"] for t in scoped["listeners"]] == ["thrift"]
     assert "translated for node 'n1'" in scoped["source"]
+
+
+def test_a_bootstrap_with_rds_says_where_its_routes_are(capsys: pytest.CaptureFixture[str]) -> None:
+    bootstrap = REPO / "examples" / "bootstraps" / "rds.yaml"
+    assert main(["explain", "-c", str(bootstrap), "method=sayHello"]) == 0
+    out = capsys.readouterr().out
+    assert "arrive over RDS and are not in this view" in out
+    assert "--admin" in out

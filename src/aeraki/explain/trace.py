@@ -129,7 +129,11 @@ def _listener(
     head = _with(head, metadata=dict(sorted(md.load_strings().items())))
     table = view.route_table(listener)
     if table is None:
-        return _with(head, outcome=f"routes {proxy.rds_name!r} not held: RouteNotFound")
+        return _with(
+            head,
+            outcome=f"routes {proxy.rds_name!r} arrive over RDS and are not in this view "
+            "(explain a running proxy with --admin, or its manifests with --manifests)",
+        )
     checks: list[RouteCheck] = []
     strings = md.strings
     for i, route in enumerate(table.routes):
