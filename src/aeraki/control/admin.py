@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from aeraki.admin_http import Action, Handler, Response
 from aeraki.admin_logging import logging_get, logging_post
-from aeraki.control.push import CONTROL_METRICS
+from aeraki.control.push import CONTROL_HISTOGRAMS, CONTROL_METRICS
 from aeraki.control.status import connection_report, render
+from aeraki.metrics import histogram_lines
 
 if TYPE_CHECKING:
     from aeraki.control.runtime import ControlPlane
@@ -49,6 +50,10 @@ def prometheus_text(plane: ControlPlane) -> str:
         name = METRIC_PREFIX + spec.name
         lines += [f"# HELP {name} {spec.help}", f"# TYPE {name} {spec.kind}"]
         lines.append(f"{name} {getattr(plane.metrics, spec.name)}")
+    for spec in CONTROL_HISTOGRAMS:
+        name = METRIC_PREFIX + spec.name
+        lines += [f"# HELP {name} {spec.help}", f"# TYPE {name} {spec.kind}"]
+        lines += histogram_lines(name, "", getattr(plane.metrics, spec.name))
     stats = dataclasses.asdict(plane.server.stats)
     for field, value in stats.items():
         name = f"{METRIC_PREFIX}xds_{field}"

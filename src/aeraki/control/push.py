@@ -53,10 +53,12 @@ from aeraki.control.model.kubernetes import (
 )
 from aeraki.control.sources.api import JsonDict, ResourceKey
 from aeraki.control.validation import check_config, fqdn
-from aeraki.metrics import MetricSpec
+from aeraki.metrics import Histogram, MetricSpec
 
 __all__ = [
+    "CONTROL_HISTOGRAMS",
     "CONTROL_METRICS",
+    "PUSH_LATENCY_BUCKETS",
     "BuildResult",
     "ConfigBuilder",
     "ControlMetrics",
@@ -81,6 +83,29 @@ CONTROL_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("proxies_connected", "gauge", "ADS streams open with a known node."),
 )
 
+#: Push latency bucket bounds (seconds): from an incremental edit (ms) to a rebuild at scale.
+PUSH_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+#: The control plane's histograms (attributes of :class:`ControlMetrics`, like the above).
+CONTROL_HISTOGRAMS: tuple[MetricSpec, ...] = (
+    MetricSpec("push_latency_seconds", "histogram", "Duration of each push."),
+)
+
 
 @dataclass(slots=True)
 class ControlMetrics:
@@ -99,6 +124,16 @@ class ControlMetrics:
     translation_problems_total: int = 0
     snapshots_rejected_total: int = 0
     proxies_connected: int = 0
+    push_latency_seconds: Histogram = dataclasses.field(
+        default_factory=lambda: Histogram(PUSH_LATENCY_BUCKETS)
+    )
+
+    def record_push(self, duration: float) -> None:
+        """Account one push that took ``duration`` seconds."""
+        self.pushes_total += 1
+        self.push_duration_seconds = duration
+        self.push_duration_seconds_max = max(self.push_duration_seconds_max, duration)
+        self.push_latency_seconds.observe(duration)
 
     def snapshot(self) -> dict[str, float]:
         """``{name: value}`` in declaration order (for /stats-like output)."""

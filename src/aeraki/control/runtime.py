@@ -289,11 +289,7 @@ class ControlPlane:
         self._forget_unused_views()
         duration = time.perf_counter() - started
         self.last_push = PushRecord(time.time(), duration, nodes, self.store.version)
-        self.metrics.pushes_total += 1
-        self.metrics.push_duration_seconds = duration
-        self.metrics.push_duration_seconds_max = max(
-            self.metrics.push_duration_seconds_max, duration
-        )
+        self.metrics.record_push(duration)
         log.info(
             "push: %d change(s), %d resource(s), %d node snapshot(s) changed in %.1f ms",
             len(changed - {_SYNCED_MARK}),

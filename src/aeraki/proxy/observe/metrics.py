@@ -18,10 +18,10 @@ declared once in :data:`REQUEST_METRICS`.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from aeraki.codec.api import ErrorType
+from aeraki.metrics import Histogram as BaseHistogram
 from aeraki.metrics import MetricSpec
 
 if TYPE_CHECKING:
@@ -85,38 +85,13 @@ REQUEST_METRICS: tuple[MetricSpec, ...] = (
 )
 
 
-class Histogram:
-    """A fixed-bucket histogram: per-bucket counts (not cumulative) and the sum.
+class Histogram(BaseHistogram):
+    """A histogram in :data:`DURATION_BUCKETS_MS` unless told otherwise."""
 
-    ``counts[i]`` holds observations ``<= bounds[i]`` and above the previous bound; the last
-    slot holds those above every bound (Prometheus ``le="+Inf"``).
-    """
-
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ()
 
     def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS_MS) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        """Count one observation."""
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def count(self) -> int:
-        """Observations so far."""
-        return sum(self.counts)
-
-    def cumulative(self) -> list[int]:
-        """Counts per bucket as Prometheus exposes them (each includes the lower ones)."""
-        out: list[int] = []
-        total = 0
-        for n in self.counts:
-            total += n
-            out.append(total)
-        return out
+        super().__init__(bounds)
 
 
 def response_code(request: ActiveRequest) -> str:

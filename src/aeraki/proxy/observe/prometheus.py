@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from aeraki.metrics import MetricSpec
-from aeraki.proxy.observe.metrics import REQUEST_METRICS, Histogram, RequestMetrics
+from aeraki.metrics import Histogram, MetricSpec, histogram_lines, prometheus_number
+from aeraki.proxy.observe.metrics import REQUEST_METRICS, RequestMetrics
 from aeraki.proxy.stats import CLUSTER_STATS, LISTENER_STATS
 
 if TYPE_CHECKING:
@@ -69,14 +69,6 @@ def exported_name(prefix: str, spec: MetricSpec) -> str:
     return name
 
 
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if value == float("inf"):
-        return "+Inf"
-    return repr(value)
-
-
 class Exposition:
     """Samples grouped by family, rendered with one HELP/TYPE header per family."""
 
@@ -92,19 +84,11 @@ class Exposition:
     def sample(self, spec: MetricSpec, labels: str, value: float, name: str = "") -> None:
         """One counter or gauge sample; ``name`` overrides ``spec.name``."""
         name = name or spec.name
-        self._lines(name, spec).append(f"{name}{{{labels}}} {_number(value)}")
+        self._lines(name, spec).append(f"{name}{{{labels}}} {prometheus_number(value)}")
 
     def histogram(self, spec: MetricSpec, labels: str, histogram: Histogram) -> None:
         """The ``_bucket``/``_sum``/``_count`` samples of one histogram child."""
-        name = spec.name
-        lines = self._lines(name, spec)
-        sep = "," if labels else ""
-        cumulative = histogram.cumulative()
-        for bound, count in zip(histogram.bounds, cumulative, strict=False):
-            lines.append(f'{name}_bucket{{{labels}{sep}le="{_number(float(bound))}"}} {count}')
-        lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {cumulative[-1]}')
-        lines.append(f"{name}_sum{{{labels}}} {_number(histogram.sum)}")
-        lines.append(f"{name}_count{{{labels}}} {cumulative[-1]}")
+        self._lines(spec.name, spec).extend(histogram_lines(spec.name, labels, histogram))
 
     def text(self) -> str:
         """The whole page."""
