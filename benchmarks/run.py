@@ -671,6 +671,7 @@ def main() -> int:
         rows, ceilings, checks = measure(s, Path(tmp))
     print(table(rows, s))
     print(ceiling_text(ceilings, s))
+    subprocess.run([PY, "-m", "benchmarks.metrics_cost"], check=False)  # µs/request of metrics
     results = Path(os.environ.get("BENCH_RESULTS", HERE / "RESULTS.md"))
     if os.environ.get("BENCH_NO_WRITE") != "1":
         write_results(results, rows, ceilings, checks, s, info)

@@ -19,9 +19,11 @@ a dict entry keyed by ``(peer labels, destination service, response code)``.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left as _bisect_left
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from aeraki.codec.api import ResponseStatus
 from aeraki.metrics import MetricSpec
 from aeraki.proxy.filters.api import FilterStatus, register_filter
 from aeraki.proxy.filters.metadata_exchange import PEER_METADATA, decode_peer_metadata
@@ -40,6 +42,7 @@ UNKNOWN = "unknown"
 #: Distinct peers whose labels are cached; past it the cache starts over (bounded memory).
 MAX_PEERS = 1024
 _monotonic = time.monotonic
+_OK = ResponseStatus.OK
 
 ISTIO_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("istio_requests_total", "counter", "Requests reported by the Istio stats filter."),
@@ -140,14 +143,24 @@ class IstioStatsFilter:
         peer = self.peers.get(value)
         if peer is None:
             peer = self._peer(value)
-        key = (peer, service, "0" if response.response_status == 0 else "1")
+        key = (peer, service, "0" if response.response_status is _OK else "1")
         child = self.children.get(key)
         if child is None:
             child = self.children[key] = _Child()
         child.requests += 1
-        child.duration.observe((_monotonic() - request.started) * 1000.0)
-        child.request_bytes.observe(len(request.metadata.origin))
-        child.response_bytes.observe(len(response.origin))
+        # Histogram.observe inlined three times (a method call each is a third of the cost).
+        ms = (_monotonic() - request.started) * 1000.0
+        histogram = child.duration
+        histogram.counts[_bisect_left(histogram.bounds, ms)] += 1
+        histogram.sum += ms
+        size = len(request.metadata.origin)
+        histogram = child.request_bytes
+        histogram.counts[_bisect_left(histogram.bounds, size)] += 1
+        histogram.sum += size
+        size = len(response.origin)
+        histogram = child.response_bytes
+        histogram.counts[_bisect_left(histogram.bounds, size)] += 1
+        histogram.sum += size
         return FilterStatus.CONTINUE
 
     def _peer(self, value: str) -> NodeLabels:

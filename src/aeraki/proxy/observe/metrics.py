@@ -18,9 +18,10 @@ declared once in :data:`REQUEST_METRICS`.
 
 from __future__ import annotations
 
+from bisect import bisect_left as _bisect_left
 from typing import TYPE_CHECKING
 
-from aeraki.codec.api import ErrorType
+from aeraki.codec.api import ErrorType, ResponseStatus
 from aeraki.metrics import Histogram as BaseHistogram
 from aeraki.metrics import MetricSpec
 
@@ -64,6 +65,8 @@ DURATION_BUCKETS_MS: tuple[float, ...] = (
 MAX_METHODS = 200
 OTHER_METHOD = "other"
 
+_OK = ResponseStatus.OK
+
 #: ``response_code`` of a request that ended without an answer (one-way, or client gone).
 NO_RESPONSE = "NONE"
 
@@ -99,7 +102,7 @@ def response_code(request: ActiveRequest) -> str:
     error type, or ``NONE``."""
     response = request.response
     if response is not None:
-        return "OK" if response.response_status == 0 else "ERROR"
+        return "OK" if response.response_status is _OK else "ERROR"
     error = request.local_error
     if error is not None:
         return _LOCAL_CODES[error.type]
@@ -109,7 +112,7 @@ def response_code(request: ActiveRequest) -> str:
 class RequestMetrics:
     """The metrics observer of one listener (see the module docstring)."""
 
-    __slots__ = ("durations", "max_methods", "methods", "requests")
+    __slots__ = ("children", "durations", "max_methods", "methods", "requests")
 
     def __init__(self, max_methods: int = MAX_METHODS) -> None:
         self.max_methods = max_methods
@@ -119,21 +122,28 @@ class RequestMetrics:
         self.requests: dict[tuple[str, str, str], int] = {}
         #: ``(cluster, response code)`` -> duration histogram (ms).
         self.durations: dict[tuple[str, str], Histogram] = {}
+        #: ``(cluster, method, response code)`` -> its duration histogram (the cached child:
+        #: one lookup per request finds both series).
+        self.children: dict[tuple[str, str, str], Histogram] = {}
 
     def on_request_done(self, request: ActiveRequest) -> None:
         """Count ``request`` and its duration."""
-        code = response_code(request)
+        response = request.response
+        if response is not None:
+            code = "OK" if response.response_status is _OK else "ERROR"
+        else:
+            code = response_code(request)
         method = request.metadata.strings.get("method", "")
         if method not in self.methods:
             method = self._admit(method)
-        cluster = request.cluster_name
-        key = (cluster, method, code)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        histogram = self.durations.get((cluster, code))
+        key = (request.cluster_name, method, code)
+        histogram = self.children.get(key)
         if histogram is None:
-            histogram = self.durations[(cluster, code)] = Histogram()
-        histogram.observe((request.ended - request.started) * 1000.0)
+            histogram = self._child(key)
+        self.requests[key] += 1
+        ms = (request.ended - request.started) * 1000.0
+        histogram.counts[_bisect_left(histogram.bounds, ms)] += 1
+        histogram.sum += ms
 
     def _admit(self, method: str) -> str:
         """``method`` as a label value: itself while there is room, else ``other``."""
@@ -141,3 +151,13 @@ class RequestMetrics:
             return OTHER_METHOD
         self.methods.add(method)
         return method
+
+    def _child(self, key: tuple[str, str, str]) -> Histogram:
+        """Create the series of a new label combination."""
+        cluster, _, code = key
+        histogram = self.durations.get((cluster, code))
+        if histogram is None:
+            histogram = self.durations[(cluster, code)] = Histogram()
+        self.requests[key] = 0
+        self.children[key] = histogram
+        return histogram
