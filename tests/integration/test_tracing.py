@@ -80,6 +80,16 @@ async def proxy(
 ) -> AerakiProxy:
     # Batches leave every 50 ms instead of Envoy's 5 s (the SDK's own setting, inherited).
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    return await _start_proxy(peers, tmp_path, receiver, dubbo_provider, thrift_servers)
+
+
+async def _start_proxy(
+    peers: ProcessGroup,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    dubbo_provider: DubboProvider,
+    thrift_servers: ThriftServerCache,
+) -> AerakiProxy:
     thrift = thrift_servers.get("apache", "header", "binary")
     listeners = [
         _traced(meta_listener("dubbo", new_port(), "dubbo", [meta_route("dubbo")]), _tracing()),
@@ -176,3 +186,22 @@ async def test_unsampled_requests_create_no_span(
     )
     assert len(spans) == 1
     assert spans[0].attributes["guid:x-request-id"][14] == "a"  # service-forced, packed
+
+
+async def test_spans_held_at_shutdown_are_sent_before_the_proxy_exits(
+    peers: ProcessGroup,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    dubbo_provider: DubboProvider,
+    thrift_servers: ThriftServerCache,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A flush interval far beyond the wait: only the exit flush can deliver the span.
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+    proxy = await _start_proxy(peers, tmp_path, receiver, dubbo_provider, thrift_servers)
+    frame = request_frame(7, "whoami", attachments={"traceparent": f"00-{TID}-{SID}-01"})
+    await asyncio.to_thread(raw_exchange, LOOPBACK, proxy.ports["dubbo"], [frame], replies=1)
+    assert receiver.spans == []
+    assert await asyncio.to_thread(proxy.process.stop) == 0  # SIGTERM: drain, flush, exit
+    (span,) = await receiver.wait_spans(1)
+    assert (span.trace_id, span.parent_span_id) == (TID, SID)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,7 +20,7 @@ from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, lis
 
 TID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SID = "00f067aa0ba902b7"
-SERVER = 2  # OTLP Span.SpanKind
+SERVER, CLIENT = 2, 3  # OTLP Span.SpanKind
 STATUS_ERROR = 2
 
 
@@ -28,14 +30,16 @@ async def receiver() -> AsyncIterator[OtlpReceiver]:
         yield r
 
 
-def traced(config: ProxyConfig, receiver: OtlpReceiver, **sampling: int) -> ProxyConfig:
+def traced(
+    config: ProxyConfig, receiver: OtlpReceiver, direction: str = "UNSPECIFIED", **sampling: int
+) -> ProxyConfig:
     """``config`` with its listener traced into ``receiver`` (cluster "otlp")."""
     tracing = TracingConfig(
         provider=OtlpProviderConfig(cluster="otlp", service_name="svc"), **sampling
     )
     first = config.listeners[0]
     proxy = dataclasses.replace(first.proxy, tracing=tracing)
-    listener_config = dataclasses.replace(first, proxy=proxy)
+    listener_config = dataclasses.replace(first, proxy=proxy, traffic_direction=direction)
     return dataclasses.replace(
         config,
         listeners=(listener_config,),
@@ -145,3 +149,39 @@ async def test_local_reply_ends_the_span_with_the_error(receiver: OtlpReceiver) 
     assert span.attributes["local_error"] == "CLUSTER_NOT_FOUND"
     assert "unknown cluster" in span.attributes["local_error.message"]
     assert span.attributes["attempts"] == 0
+
+
+async def test_spans_of_a_proxy_that_is_gone_still_arrive(receiver: OtlpReceiver) -> None:
+    """The provider does not keep its proxy alive; when the proxy is collected, the provider
+    flushes what it holds (here: a span the 5 s flush interval would not have sent yet)."""
+    up = await FakeUpstream("v1").start()
+    config = traced(listener(route("c"), clusters=[cluster("c", up.port)]), receiver)
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        await client.call(4, {"method": "m"})
+        await client.close()
+        clusters = weakref.ref(server.clusters)
+    del server
+    gc.collect()
+    assert clusters() is None
+    (span,) = await receiver.wait_spans(1)
+    assert span.attributes["request metadata: method"] == "m"
+    up.close()
+
+
+@pytest.mark.parametrize(
+    ("direction", "kind", "name"),
+    [("OUTBOUND", CLIENT, "egress m"), ("INBOUND", SERVER, "ingress m")],
+)
+async def test_listener_direction_names_the_span_and_its_kind(
+    receiver: OtlpReceiver, direction: str, kind: int, name: str
+) -> None:
+    up = await FakeUpstream("v1").start()
+    config = traced(listener(route("c"), clusters=[cluster("c", up.port)]), receiver, direction)
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        await client.call(5, {"method": "m"})
+        (span,) = await exported(receiver, 1)
+        await client.close()
+    assert (span.kind, span.name) == (kind, name)
+    up.close()

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -172,7 +173,7 @@ class RequestTracer:
             return None
         provider = tracer_provider(config.provider, config.max_tag_length, listener.clusters)
         # Reference §24: an OUTBOUND listener's spans are egress; INBOUND or UNSPECIFIED ingress.
-        outbound = getattr(listener.config, "traffic_direction", "") == "OUTBOUND"
+        outbound = listener.config.traffic_direction == "OUTBOUND"
         direction = "egress" if outbound else "ingress"
         return cls(
             config,
@@ -331,7 +332,14 @@ def tracer_provider(
             )
         )
         by_key[key] = provider
+        # When the proxy goes (its ClusterManager is collected), its spans still leave:
+        # the provider flushes and stops its worker, in a thread so no event loop waits.
+        weakref.finalize(clusters, _shut_down_later, provider)
     return provider
+
+
+def _shut_down_later(provider: TracerProvider) -> None:
+    threading.Thread(target=provider.shutdown, name="aeraki-tracing-shutdown", daemon=True).start()
 
 
 def flush_all(timeout_millis: int = 5_000) -> bool:
@@ -351,29 +359,41 @@ class ClusterSpanExporter(SpanExporter):
     """
 
     def __init__(self, clusters: ClusterManager, cluster: str) -> None:
-        self._clusters = clusters
+        #: weak: the provider (kept per ClusterManager) must not keep its proxy alive.
+        self._clusters = weakref.ref(clusters)
         self._cluster = cluster
         self._exporters: dict[str, OTLPSpanExporter] = {}
         self._turn = 0
+        #: the hosts last seen, for the final flush after the proxy is gone.
+        self._last_seen: list[str] = []
+        self._host_keys()
+
+    def _host_keys(self) -> list[str]:
+        """The cluster's healthy hosts (all of them if none is healthy); the last ones seen
+        once the proxy is gone."""
+        clusters = self._clusters()
+        if clusters is None:
+            return self._last_seen
+        cluster = clusters.get(self._cluster)
+        hosts = list(cluster.hosts) if cluster is not None else []
+        self._last_seen = [h.key for h in hosts if h.healthy] or [h.key for h in hosts]
+        return self._last_seen
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        cluster = self._clusters.get(self._cluster)
-        hosts = list(cluster.hosts) if cluster is not None else []
-        choice = [h for h in hosts if h.healthy] or hosts
-        if not choice:
+        keys = self._host_keys()
+        if not keys:
             log.warning(
                 "tracing: no host in cluster %r; %d spans dropped", self._cluster, len(spans)
             )
             return SpanExportResult.FAILURE
         self._turn += 1
-        host = choice[self._turn % len(choice)]
-        exporter = self._exporters.get(host.key)
+        key = keys[self._turn % len(keys)]
+        exporter = self._exporters.get(key)
         if exporter is None:
-            live = {h.key for h in hosts}
-            for gone in [k for k in self._exporters if k not in live]:
+            for gone in [k for k in self._exporters if k not in keys]:
                 self._exporters.pop(gone).shutdown()
-            exporter = OTLPSpanExporter(endpoint=host.key, insecure=True)
-            self._exporters[host.key] = exporter
+            exporter = OTLPSpanExporter(endpoint=key, insecure=True)
+            self._exporters[key] = exporter
         return exporter.export(spans)
 
     def shutdown(self) -> None:
