@@ -334,7 +334,9 @@ def tracer_provider(
         by_key[key] = provider
         # When the proxy goes (its ClusterManager is collected), its spans still leave:
         # the provider flushes and stops its worker, in a thread so no event loop waits.
-        weakref.finalize(clusters, _shut_down_later, provider)
+        # (Not at interpreter exit: the provider's own exit hook flushes in the foreground
+        # then, where a daemon thread would be cut short.)
+        weakref.finalize(clusters, _shut_down_later, provider).atexit = False
     return provider
 
 
