@@ -672,6 +672,7 @@ def main() -> int:
     print(table(rows, s))
     print(ceiling_text(ceilings, s))
     subprocess.run([PY, "-m", "benchmarks.metrics_cost"], check=False)  # µs/request of metrics
+    subprocess.run([PY, "-m", "benchmarks.tracing_cost"], check=False)  # µs/request of tracing
     results = Path(os.environ.get("BENCH_RESULTS", HERE / "RESULTS.md"))
     if os.environ.get("BENCH_NO_WRITE") != "1":
         write_results(results, rows, ceilings, checks, s, info)
