@@ -51,6 +51,7 @@ from aeraki.proxy.config import (
     Locality,
     ProxyConfig,
 )
+from aeraki.proxy.observe.tracing_config import convert_provider
 
 __all__ = [
     "ConfigErrors",
@@ -178,6 +179,9 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
             )
         seen_addresses.add(addr)
         listeners.append(converted_listener)
+    tracing_provider = None
+    if bootstrap.tracing.HasField("http"):
+        tracing_provider = convert_provider(bootstrap.tracing.http, "tracing.http", problems, refs)
     check_cluster_refs(refs, seen_clusters, problems)
 
     admin = None
@@ -202,6 +206,7 @@ def bootstrap_from_proto(bootstrap: Any, source: str = "<bootstrap>") -> ProxyCo
             bootstrap.node.locality.sub_zone,
         ),
         ads=ads,
+        tracing_provider=tracing_provider,
     )
 
 

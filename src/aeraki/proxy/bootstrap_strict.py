@@ -26,7 +26,10 @@ SUPPORTED: dict[str, frozenset[str]] = {
     name: frozenset(fields.split())
     for name, fields in {
         # --- bootstrap ---
-        "envoy.config.bootstrap.v3.Bootstrap": "node static_resources dynamic_resources admin",
+        "envoy.config.bootstrap.v3.Bootstrap": (
+            "node static_resources dynamic_resources admin tracing"
+        ),
+        "envoy.config.trace.v3.Tracing": "http",
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources": "listeners clusters",
         "envoy.config.bootstrap.v3.Bootstrap.DynamicResources": "ads_config lds_config cds_config",
         "envoy.config.bootstrap.v3.Admin": "address",

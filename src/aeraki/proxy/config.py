@@ -489,3 +489,6 @@ class ProxyConfig:
     #: ``node.locality``: sent to the control plane, which ranks endpoints by it.
     node_locality: Locality = NO_LOCALITY
     ads: AdsConfig | None = None
+    #: bootstrap ``tracing.http``: the provider of listeners whose ``tracing`` names none
+    #: (reference §24); ``None`` leaves those on the null tracer.
+    tracing_provider: OtlpProviderConfig | None = None

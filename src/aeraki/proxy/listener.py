@@ -17,7 +17,7 @@ from typing import Any
 
 from aeraki.codec.api import Side
 from aeraki.codec.registry import resolve_codec
-from aeraki.proxy.config import ListenerConfig
+from aeraki.proxy.config import ListenerConfig, OtlpProviderConfig
 from aeraki.proxy.connection import DownstreamConnection
 from aeraki.proxy.filters.api import (
     DecoderFilter,
@@ -45,6 +45,7 @@ class ListenerRuntime:
         *,
         node_id: str = "",
         node_metadata: Mapping[str, Any] | None = None,
+        tracing_provider: OtlpProviderConfig | None = None,
     ) -> None:
         proxy = config.proxy
         self.config = config
@@ -79,7 +80,7 @@ class ListenerRuntime:
         if proxy.tracing is not None:  # the OpenTelemetry SDK loads only when tracing
             from aeraki.proxy.observe.tracing import RequestTracer
 
-            tracer = RequestTracer.for_listener(proxy.tracing, self)
+            tracer = RequestTracer.for_listener(proxy.tracing, self, tracing_provider)
             if tracer is not None:  # the first decoder filter: it decides and injects
                 self.decoder_filters.insert(0, tracer)
                 self.observers += (tracer,)

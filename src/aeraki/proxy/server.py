@@ -59,7 +59,11 @@ class ProxyServer:
         """The runtime of ``listener``, knowing this proxy's node (for metadata exchange)."""
         node = self.config
         return ListenerRuntime(
-            listener, self.clusters, node_id=node.node_id, node_metadata=node.node_metadata
+            listener,
+            self.clusters,
+            node_id=node.node_id,
+            node_metadata=node.node_metadata,
+            tracing_provider=node.tracing_provider,
         )
 
     async def start(self, *, reuse_port: bool = False) -> None:

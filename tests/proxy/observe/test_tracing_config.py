@@ -100,3 +100,30 @@ def test_bad_tracing_is_reported_with_its_path(
     found = problems(tracing)
     assert TC + ".tracing" + path in found, found
     assert text in found[TC + ".tracing" + path]
+
+
+def test_bootstrap_tracing_http_is_the_default_provider() -> None:
+    d = base()
+    d["tracing"] = {"http": provider(service_name="sidecar")}
+    tc(d)["tracing"] = {"random_sampling": {"value": 1}}  # as Aeraki's control plane sends it
+    config = bootstrap_from_dict(d)
+    assert config.tracing_provider == OtlpProviderConfig(cluster="c", service_name="sidecar")
+    assert config.listeners[0].proxy.tracing == TracingConfig(random_sampling=100)
+
+
+@pytest.mark.parametrize(
+    ("http", "path"),
+    [
+        ({"name": "envoy.tracers.zipkin"}, "tracing.http.name"),
+        (
+            provider(grpc_service={"envoy_grpc": {"cluster_name": "nope"}}),
+            "tracing.http.typed_config.grpc_service.envoy_grpc.cluster_name",
+        ),
+    ],
+)
+def test_bad_bootstrap_tracing_is_reported_with_its_path(http: dict[str, Any], path: str) -> None:
+    d = base()
+    d["tracing"] = {"http": http}
+    with pytest.raises(ConfigErrors) as info:
+        bootstrap_from_dict(d)
+    assert path in info.value.paths

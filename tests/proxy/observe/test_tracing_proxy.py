@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aeraki.proxy.config import OtlpProviderConfig, ProxyConfig, TracingConfig
-from aeraki.proxy.observe.tracing import flush_all
+from aeraki.proxy.observe.tracing import RequestTracer, flush_all
 from tests.integration.peers.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.proxy.filters.helpers import running
 from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
@@ -184,4 +184,44 @@ async def test_listener_direction_names_the_span_and_its_kind(
         (span,) = await exported(receiver, 1)
         await client.close()
     assert (span.kind, span.name) == (kind, name)
+    up.close()
+
+
+async def test_bootstrap_provider_serves_a_tracing_block_without_one(
+    receiver: OtlpReceiver,
+) -> None:
+    up = await FakeUpstream("v1").start()
+    config = traced(listener(route("c"), clusters=[cluster("c", up.port)]), receiver)
+    first = config.listeners[0]
+    tracing = dataclasses.replace(first.proxy.tracing or TracingConfig(), provider=None)
+    bare = dataclasses.replace(first, proxy=dataclasses.replace(first.proxy, tracing=tracing))
+    config = dataclasses.replace(
+        config,
+        listeners=(bare,),
+        tracing_provider=OtlpProviderConfig(cluster="otlp", service_name="from-bootstrap"),
+    )
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        await client.call(6, {"method": "m"})
+        (span,) = await exported(receiver, 1)
+        await client.close()
+    assert span.resource["service.name"] == "from-bootstrap"
+    assert up.received[0].get_string("traceparent").split("-")[2] == span.span_id
+    up.close()
+
+
+async def test_tracing_without_any_provider_changes_nothing(receiver: OtlpReceiver) -> None:
+    up = await FakeUpstream("v1").start()
+    config = listener(route("c"), clusters=[cluster("c", up.port)])
+    first = config.listeners[0]
+    proxy = dataclasses.replace(first.proxy, tracing=TracingConfig())
+    config = dataclasses.replace(config, listeners=(dataclasses.replace(first, proxy=proxy),))
+    async with running(config) as server:
+        runtime = server.listeners[0].runtime
+        hooks = (*runtime.observers, *runtime.decoder_filters)
+        assert not any(isinstance(hook, RequestTracer) for hook in hooks)
+        client = await FakeClient().connect(server.listeners[0].port)
+        await client.call(7, {"method": "m"})
+        await client.close()
+    assert not up.received[0].has_string("traceparent")
     up.close()

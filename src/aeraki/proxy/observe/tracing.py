@@ -173,11 +173,22 @@ class RequestTracer:
         self._spans: dict[ActiveRequest, tuple[trace.Span, int]] = {}
 
     @classmethod
-    def for_listener(cls, config: TracingConfig, listener: ListenerRuntime) -> RequestTracer | None:
-        """The listener's tracer, or ``None`` for the null tracer (no provider)."""
-        if config.provider is None:
+    def for_listener(
+        cls,
+        config: TracingConfig,
+        listener: ListenerRuntime,
+        default_provider: OtlpProviderConfig | None = None,
+    ) -> RequestTracer | None:
+        """The listener's tracer, or ``None`` for the null tracer.
+
+        The provider is the ``tracing`` block's own, else ``default_provider`` (the
+        bootstrap's ``tracing.http``), else none: Aeraki's control plane sends sampling
+        without a provider, which the sidecar's bootstrap then supplies (reference §24).
+        """
+        provider_config = config.provider or default_provider
+        if provider_config is None:
             return None
-        provider = tracer_provider(config.provider, config.max_tag_length, listener.clusters)
+        provider = tracer_provider(provider_config, config.max_tag_length, listener.clusters)
         # Reference §24: an OUTBOUND listener's spans are egress; INBOUND or UNSPECIFIED ingress.
         outbound = listener.config.traffic_direction == "OUTBOUND"
         direction = "egress" if outbound else "ingress"

@@ -21,7 +21,7 @@ from aeraki.proxy.bootstrap_problems import Problems, join
 from aeraki.proxy.bootstrap_strict import check_supported
 from aeraki.proxy.config import OtlpProviderConfig, TracingConfig
 
-__all__ = ["OTEL_PROVIDER", "OTEL_CONFIG_TYPE", "convert_tracing"]
+__all__ = ["OTEL_CONFIG_TYPE", "OTEL_PROVIDER", "convert_provider", "convert_tracing"]
 
 #: The provider name Envoy registers its OpenTelemetry tracer under.
 OTEL_PROVIDER = "envoy.tracers.opentelemetry"
@@ -51,7 +51,7 @@ def convert_tracing(
             problems.add(join(path, "max_tag_length"), "must be at least 1")
     provider = None
     if tracing.HasField("provider"):
-        provider = _provider(tracing.provider, join(path, "provider"), problems, refs)
+        provider = convert_provider(tracing.provider, join(path, "provider"), problems, refs)
     return TracingConfig(
         client_sampling=int(_percent(tracing, "client_sampling", path, problems)),
         random_sampling=round(_percent(tracing, "random_sampling", path, problems) * 100),
@@ -61,9 +61,11 @@ def convert_tracing(
     )
 
 
-def _provider(
+def convert_provider(
     http: Any, path: str, problems: Problems, refs: list[tuple[str, str]]
 ) -> OtlpProviderConfig | None:
+    """An ``envoy.config.trace.v3.Tracing.Http`` (the MetaProtocolProxy's ``provider`` or
+    the bootstrap's ``tracing.http``), or ``None`` with its problems recorded."""
     if http.name != OTEL_PROVIDER:
         problems.add(join(path, "name"), f"only {OTEL_PROVIDER!r} is supported, got {http.name!r}")
         return None
