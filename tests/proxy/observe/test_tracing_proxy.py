@@ -12,7 +12,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aeraki.proxy.config import OtlpProviderConfig, ProxyConfig, TracingConfig
+from aeraki.proxy.config import (
+    OtlpProviderConfig,
+    ProxyConfig,
+    RetryOn,
+    RetryPolicyConfig,
+    TracingConfig,
+)
 from aeraki.proxy.observe.tracing import RequestTracer, flush_all
 from tests.integration.peers.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.proxy.filters.helpers import running
@@ -224,4 +230,60 @@ async def test_tracing_without_any_provider_changes_nothing(receiver: OtlpReceiv
         await client.call(7, {"method": "m"})
         await client.close()
     assert not up.received[0].has_string("traceparent")
+    up.close()
+
+
+async def test_retries_are_counted_on_the_span(receiver: OtlpReceiver) -> None:
+    v1, v2 = await FakeUpstream("v1").start(), await FakeUpstream("v2").start()
+    policy = RetryPolicyConfig(num_retries=1, retry_on=RetryOn.ERROR_RESPONSE)
+    config = traced(
+        listener(route("c", retry_policy=policy), clusters=[cluster("c", v1.port, v2.port)]),
+        receiver,
+    )
+    async with running(config) as server:
+        client = await FakeClient().connect(server.listeners[0].port)
+        # Round robin over two hosts: one of two requests starts on v1, fails, moves to v2.
+        replies = [await client.call(i, {"fail-on": "v1"}) for i in (8, 9)]
+        spans = await exported(receiver, 2)
+        await client.close()
+    assert [r.get_string("server") for r in replies] == ["v2", "v2"]
+    assert {s.attributes["upstream_host"] for s in spans} == {f"127.0.0.1:{v2.port}"}
+    assert sorted(s.attributes["retry_count"] for s in spans)[-1] == 1
+    assert all(s.attributes["attempts"] == s.attributes["retry_count"] + 1 for s in spans)
+    v1.close()
+    v2.close()
+
+
+async def test_the_next_proxy_follows_the_decision_and_continues_the_trace(
+    receiver: OtlpReceiver,
+) -> None:
+    """Client side samples 100 %, server side 0 %: the server side still traces the request
+    (the decision travels packed in x-request-id) and its span is the client side's child."""
+    up = await FakeUpstream("server").start()
+    inbound = traced(
+        listener(route("app"), clusters=[cluster("app", up.port)]),
+        receiver,
+        "INBOUND",
+        random_sampling=0,
+    )
+    async with running(inbound) as server_side:
+        outbound = traced(
+            listener(route("mesh"), clusters=[cluster("mesh", server_side.listeners[0].port)]),
+            receiver,
+            "OUTBOUND",
+        )
+        async with running(outbound) as client_side:
+            client = await FakeClient().connect(client_side.listeners[0].port)
+            reply = await client.call(10, {"method": "m", "traceparent": f"00-{TID}-{SID}-01"})
+            assert reply.get_string("server") == "server"
+            spans = await exported(receiver, 2)
+            await client.close()
+    by_kind = {s.kind: s for s in spans}
+    egress, ingress = by_kind[CLIENT], by_kind[SERVER]
+    assert (egress.trace_id, egress.parent_span_id) == (TID, SID)
+    assert (ingress.trace_id, ingress.parent_span_id) == (TID, egress.span_id)
+    rid = egress.attributes["guid:x-request-id"]
+    assert ingress.attributes["guid:x-request-id"] == rid
+    assert up.received[0].get_string("traceparent") == f"00-{TID}-{ingress.span_id}-01"
+    assert up.received[0].get_string("x-request-id") == rid
     up.close()
