@@ -102,7 +102,7 @@ _DECISION_KEYS = tuple(k.encode() for k in (REQUEST_ID, CLIENT_TRACE_ID, FORCE_T
 
 
 def _may_hold_decision_keys(origin: bytes) -> bool:
-    """Whether the message's bytes could carry one of the decision's keys (~0.7 µs for a
+    """Whether the message's bytes could carry one of the decision's keys (~0.9 µs for a
     260-byte Dubbo request, against ~5 µs to load its attachments)."""
     lowered = origin.lower()
     request_id, client_trace_id, force_trace = _DECISION_KEYS
