@@ -285,6 +285,7 @@ def test_json_format_keeps_types_nests_and_omits() -> None:
         "text": "%PROTOCOL%/%REQ(interface)% in %DURATION%ms",
         "nested": {"bytes": "%BYTES_RECEIVED%", "flags": "%RESPONSE_FLAGS%"},
         "constant": 7,
+        "mixed": "route=%ROUTE_NAME%",
     }
     line = compile_format(AccessLogConfig(path="x", json_format=spec), "f").render(req)
     assert line.endswith("\n")
@@ -296,6 +297,7 @@ def test_json_format_keeps_types_nests_and_omits() -> None:
         "text": "dubbo/Demo in 5ms",
         "nested": {"bytes": 10, "flags": None},
         "constant": 7,
+        "mixed": "route=-",
     }
     omit = AccessLogConfig(path="x", json_format=spec, omit_empty_values=True)
     assert json.loads(compile_format(omit, "f").render(req)) == {
@@ -304,6 +306,7 @@ def test_json_format_keeps_types_nests_and_omits() -> None:
         "text": "dubbo/Demo in 5ms",
         "nested": {"bytes": 10},
         "constant": 7,
+        "mixed": "route=",
     }
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "AccessLogger",
     "JsonFormat",
     "LogSink",
+    "TextLine",
     "access_loggers",
     "compile_format",
     "convert_access_logs",
@@ -104,8 +105,9 @@ class JsonFormat:
         for key, operator in self._singles:
             value = operator(request)
             out[key] = None if value == "" else value
+        empty = "" if self._omit_empty else "-"
         for key, text in self._texts:
-            out[key] = text.render(request)
+            out[key] = text.render(request, empty)
         for key, sub in self._nested:
             out[key] = sub.values(request)
         if self._omit_empty:
@@ -117,7 +119,7 @@ class JsonFormat:
         return _encode(self.values(request)) + "\n"
 
 
-class _TextLine:
+class TextLine:
     """A text format with the newline Envoy's default has (added when the user's lacks it,
     as Istio does for ``accessLogFormat``) and ``omit_empty_values`` (empty instead of ``-``)."""
 
@@ -132,7 +134,7 @@ class _TextLine:
         return self._format.render(request, self._empty) + self._newline
 
 
-def compile_format(config: AccessLogConfig, where: str) -> JsonFormat | _TextLine:
+def compile_format(config: AccessLogConfig, where: str) -> JsonFormat | TextLine:
     """The compiled line format of ``config``.
 
     Raises:
@@ -141,7 +143,7 @@ def compile_format(config: AccessLogConfig, where: str) -> JsonFormat | _TextLin
     if config.json_format is not None:
         return JsonFormat(config.json_format, where, omit_empty=config.omit_empty_values)
     text = DEFAULT_TEXT_FORMAT if config.text_format is None else config.text_format
-    return _TextLine(compile_text(text, where), omit_empty=config.omit_empty_values)
+    return TextLine(compile_text(text, where), omit_empty=config.omit_empty_values)
 
 
 # -- sinks -------------------------------------------------------------------------------------
@@ -149,7 +151,10 @@ class LogSink:
     """One output (file, stdout or stderr) shared by every logger writing to it.
 
     Lines are buffered and written together once per loop tick, so a burst of requests costs
-    one system call, and lines of several listeners never interleave mid-line.
+    one system call, and lines of several listeners never interleave mid-line. The write itself
+    is a plain ``os.write``: a regular file takes it at once, but a pipe nobody reads (stdout
+    of a process whose reader stalls) would hold the loop, as it would hold Envoy's writer.
+    The file stays open: a rotated log keeps being written to the old inode (no reopen yet).
     """
 
     __slots__ = ("_lines", "_scheduled", "fd", "path")
@@ -220,7 +225,7 @@ class AccessLogger:
 
     __slots__ = ("_append", "_render")
 
-    def __init__(self, line_format: JsonFormat | _TextLine, sink: LogSink) -> None:
+    def __init__(self, line_format: JsonFormat | TextLine, sink: LogSink) -> None:
         self._render = line_format.render
         self._append = sink.append
 
