@@ -4,6 +4,7 @@ connections capped at a number of requests."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -249,3 +250,21 @@ async def test_multiplexed_key_without_a_connection_overflows_at_the_limit() -> 
     finally:
         pool.close()
         upstream.close()
+
+
+async def test_connect_failures_of_a_down_host_are_logged_once_per_interval(
+    free_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that stays down costs one INFO line per interval, not one per request."""
+    caplog.set_level(logging.INFO, logger="aeraki.proxy.upstream.pool")
+    pool = _pool(free_port)
+    for _ in range(5):
+        waiter = Waiter()
+        assert pool.acquire(waiter) is None
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(waiter.outcome, 5)
+    lines = [r.getMessage() for r in caplog.records if "connect failed" in r.getMessage()]
+    assert len(lines) == 1
+    assert f"127.0.0.1:{free_port}" in lines[0]
+    assert pool.stats.upstream_cx_connect_fail == 5
+    pool.close()

@@ -35,6 +35,9 @@ __all__ = ["HostPool", "PoolOverflow", "PoolWaiter"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two "connect failed" log lines of one host while it stays down.
+CONNECT_FAILURE_LOG_INTERVAL = 10.0
+
 
 class PoolWaiter(Protocol):
     """A request waiting for an upstream connection."""
@@ -90,6 +93,9 @@ class HostPool:
         self.is_closed = False
         #: the cluster went away: finish what is in flight, keep nothing idle.
         self.is_retired = False
+        #: connect-failure logging: loop time of the last line, failures not logged since.
+        self._failure_logged_at: float | None = None
+        self._failures_unlogged = 0
 
     # -- exclusive mode -----------------------------------------------------------------
     def acquire(self, waiter: PoolWaiter) -> UpstreamConnection | None:
@@ -267,7 +273,7 @@ class HostPool:
             failure = f"connection failure '{self.host.key}' due to timeout"
         except OSError as exc:
             self.stats.upstream_cx_connect_fail += 1
-            log.info("upstream %s: connect failed: %s", self.host.key, exc)
+            self._log_connect_failure(exc)
             failure = f"remote connection failure '{self.host.key}'"
         finally:
             self.connecting -= 1  # before the failure handling below, which reads it
@@ -277,6 +283,20 @@ class HostPool:
             self._on_connect_failed(key, f"meta protocol upstream request: {failure}")
         else:
             self._on_connected(protocol, key)
+
+    def _log_connect_failure(self, exc: OSError) -> None:
+        """One INFO line per host per :data:`CONNECT_FAILURE_LOG_INTERVAL` while it stays
+        down (with the count of failures in between), not one per request."""
+        now = asyncio.get_running_loop().time()
+        last = self._failure_logged_at
+        if last is not None and now - last < CONNECT_FAILURE_LOG_INTERVAL:
+            self._failures_unlogged += 1
+            return
+        more = self._failures_unlogged
+        suffix = f" ({more} more failures since the last report)" if more else ""
+        log.info("upstream %s: connect failed: %s%s", self.host.key, exc, suffix)
+        self._failure_logged_at = now
+        self._failures_unlogged = 0
 
     def _on_connected(self, connection: UpstreamConnection, key: object) -> None:
         if connection.is_closed:
@@ -288,6 +308,7 @@ class HostPool:
             message = f"meta protocol upstream request: remote connection failure '{self.host.key}'"
             self._on_connect_failed(key, message)
             return
+        self._failure_logged_at = None  # the host is back: its next failure is news
         self.stats.upstream_cx_total += 1
         self.stats.upstream_cx_active += 1
         self.connections.add(connection)
