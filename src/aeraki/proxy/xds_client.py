@@ -185,8 +185,11 @@ class XdsClient:
         else:
             call = stub.StreamAggregatedResources(self._requests())
         self.connected = True
-        log.info("xds: connected to %s", self._target())
+        heard = False
         async for response in call:
+            if not heard:  # gRPC streams open lazily: only an answer proves the connection
+                heard = True
+                log.info("xds: connected to %s", self._target())
             await self._on_response(response)
 
     async def _requests(self) -> AsyncIterator[Any]:
