@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from aeraki import errors
 from aeraki.control.sources.api import JsonDict, WatchedKind
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -34,11 +35,15 @@ _TOKEN_REFRESH_SECONDS = 60.0
 _MAX_LINE_BYTES = 64 * 1024 * 1024  # one watch event; etcd caps objects at 1.5 MiB by default
 
 
-class ConfigError(Exception):
-    """The kubeconfig or in-cluster environment cannot be used."""
+class ConfigError(errors.ConfigError):
+    """The kubeconfig or in-cluster environment cannot be used (the project's ConfigError,
+    with the message saying which file or variable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
 
 
-class ApiError(Exception):
+class ApiError(errors.AerakiError):
     """An HTTP error answer of the API server, with its ``Status`` reason when it sent one."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
