@@ -106,6 +106,25 @@ SETTINGS: dict[str, Setting] = {
             "Envoy format string, or a JSON object of key: operator for JSON (Istio "
             "accessLogFormat; empty: Aeraki's default)",
         ),
+        Setting(
+            "--tracing-otlp",
+            "AERAKI_TRACING_OTLP",
+            "",
+            "IP:PORT of an OTLP/gRPC collector: every MetaProtocol listener traces there "
+            "(empty: off)",
+        ),
+        Setting(
+            "--tracing-sampling",
+            "AERAKI_TRACING_SAMPLING",
+            "1",
+            "percent of requests traced at random, 0-100 (Istio's defaultConfig.tracing.sampling)",
+        ),
+        Setting(
+            "--istio-telemetry",
+            "AERAKI_ISTIO_TELEMETRY",
+            "false",
+            "add Istio's metadata_exchange + istio_stats filters to every MetaProtocol listener",
+        ),
     )
 }
 
@@ -131,6 +150,35 @@ def _encoding(text: str) -> str:
     if text.upper() not in ("TEXT", "JSON"):
         raise argparse.ArgumentTypeError(f"expected TEXT or JSON, got {text!r}")
     return text.upper()
+
+
+def _otlp(text: str) -> str:
+    if not text:
+        return ""
+    from aeraki.control.translate.telemetry import parse_otlp_address
+
+    try:
+        parse_otlp_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 100]: {text!r}")
+    return value
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes", "on")
 
 
 def _seconds(text: str) -> float:
@@ -205,7 +253,14 @@ _TYPES: dict[str, Callable[[str], Any]] = {
     "access_log": str,
     "access_log_encoding": _encoding,
     "access_log_format": str,
+    "tracing_otlp": _otlp,
+    "tracing_sampling": _percent,
+    "istio_telemetry": _flag,
 }
+
+
+#: Settings whose environment value is parsed by argparse (a bad one: usage error, exit 2).
+_ENV_CHECKED = frozenset({"tracing_otlp", "tracing_sampling", "istio_telemetry"})
 
 
 def _add_settings(
@@ -218,11 +273,15 @@ def _add_settings(
         default = setting.value()
         if dest == "xds_address" and xds_default is not None and setting.env not in os.environ:
             default = xds_default
+        # A flag alone means true; ``--flag=false`` too. The default stays a string so a bad
+        # environment value is reported by argparse like a bad flag (usage, exit 2).
+        flag: dict[str, Any] = {"nargs": "?", "const": True} if _TYPES[dest] is _flag else {}
         parser.add_argument(
             setting.flag,
             type=_TYPES[dest],
-            default=_TYPES[dest](default),
+            default=_TYPES[dest](default) if dest not in _ENV_CHECKED else default,
             help=f"{prefix}{setting.help} (env {setting.env}; default {default})",
+            **flag,
         )
 
 
@@ -289,6 +348,9 @@ def _options(args: argparse.Namespace) -> Any:
         access_log_file=args.access_log,
         access_log_encoding=args.access_log_encoding,
         access_log_format=args.access_log_format,
+        tracing_otlp=args.tracing_otlp,
+        tracing_sampling=args.tracing_sampling,
+        istio_telemetry=args.istio_telemetry,
     )
 
 

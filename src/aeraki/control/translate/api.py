@@ -146,6 +146,11 @@ class TranslateOptions:
         access_log_encoding: ``accessLogEncoding``: ``TEXT`` or ``JSON``.
         access_log_format: ``accessLogFormat``: the text format, or for JSON a JSON object
             of key -> command operator; empty = Aeraki's default for the encoding.
+        tracing_otlp: ``IP:PORT`` of an OTLP/gRPC collector: every MetaProtocol listener
+            traces and exports there through a STATIC cluster (:mod:`.telemetry`); empty = off.
+        tracing_sampling: percent of requests traced at random (Istio's default: 1).
+        istio_telemetry: add ``metadata_exchange`` + ``istio_stats`` to every MetaProtocol
+            listener (§6.3), as Aeraki does for Istio sidecars.
     """
 
     bind_address: str = "127.0.0.1"
@@ -160,6 +165,9 @@ class TranslateOptions:
     access_log_file: str = ""
     access_log_encoding: str = "TEXT"
     access_log_format: str = ""
+    tracing_otlp: str = ""
+    tracing_sampling: float = 1.0
+    istio_telemetry: bool = False
 
 
 @dataclass(frozen=True, slots=True)

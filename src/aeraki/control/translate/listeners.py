@@ -5,8 +5,8 @@ routes over ADS by name ``<host>_<port>``. Inbound (§6.2): ``stat_prefix inboun
 one inline match-all route to the local application's cluster ``inbound|<port>||``.
 
 Filters: MetaRouter rate limits (local before global, §6.3) then the router, last. Aeraki's
-``metadata_exchange`` and ``istio_stats`` filters and tracing are Istio telemetry our proxy
-does not implement, so they are not emitted (it would NACK them). Access logs come from the
+``metadata_exchange`` and ``istio_stats`` filters and tracing are added by :mod:`.telemetry`
+only when its options are on (off by default). Access logs come from the
 mesh settings in :class:`TranslateOptions` (Istio's ``accessLogFile``/``Encoding``/``Format``),
 as Aeraki's EnvoyFilters carry them (§6.6).
 """
@@ -264,9 +264,15 @@ def meta_protocol_proxy(
 
 
 def listener(
-    name: str, address: str, port: int, filter_name: str, config: Message
+    name: str,
+    address: str,
+    port: int,
+    filter_name: str,
+    config: Message,
+    direction: int = base_pb2.UNSPECIFIED,
 ) -> listener_pb2.Listener:
-    """One listener, one filter chain, one network filter with a packed typed config."""
+    """One listener, one filter chain, one network filter with a packed typed config;
+    ``direction`` is the ``traffic_direction`` telemetry reads (:mod:`.telemetry`)."""
     chain = listener_components_pb2.FilterChain(
         filters=[listener_components_pb2.Filter(name=filter_name, typed_config=_pack(config))]
     )
@@ -276,4 +282,5 @@ def listener(
             socket_address=address_pb2.SocketAddress(address=address, port_value=port)
         ),
         filter_chains=[chain],
+        traffic_direction=direction,
     )

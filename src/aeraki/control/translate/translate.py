@@ -52,6 +52,7 @@ from aeraki.control.translate.listeners import (
 from aeraki.control.translate.memo import TranslationMemo
 from aeraki.control.translate.native import native_inbound, native_outbound
 from aeraki.control.translate.routes import plan_routes, route_configuration
+from aeraki.control.translate.telemetry import direction, instrument, otlp_cluster, trace
 from aeraki.xds.gen.meta_protocol_proxy.v1alpha import meta_protocol_proxy_pb2 as mpp_pb2
 
 __all__ = ["translate"]
@@ -200,6 +201,7 @@ class _Builder:
             self.options,
             with_rate_limits=self.options.rate_limit_side == "outbound",
         )
+        instrument(filters, ref.host, self.options)
         proxy = meta_protocol_proxy(
             ref,
             f"outbound|{ref.number}||{ref.host}",
@@ -207,7 +209,9 @@ class _Builder:
             route_config_name=ref.route_name,
             access_log=access_logs(self.options),
         )
-        return filters, listener(name, address, ref.number, MPP_FILTER, proxy)
+        trace(proxy, self.options)
+        out = direction(self.options, inbound=False)
+        return filters, listener(name, address, ref.number, MPP_FILTER, proxy, out)
 
     def inbound(self) -> None:
         labels = self.node.labels
@@ -264,6 +268,7 @@ class _Builder:
                         with_rate_limits=self.options.rate_limit_side == "inbound",
                     )
                     self._want_rate_limit_service(mr, filters)
+                    instrument(filters, ref.host, self.options)
                     proxy = meta_protocol_proxy(
                         ref,
                         cluster,
@@ -271,12 +276,17 @@ class _Builder:
                         inline_cluster=cluster,
                         access_log=access_logs(self.options),
                     )
-                    self.listeners[name] = listener(name, ip, port, MPP_FILTER, proxy)
+                    trace(proxy, self.options)
+                    into = direction(self.options, inbound=True)
+                    self.listeners[name] = listener(name, ip, port, MPP_FILTER, proxy, into)
                 self.clusters[cluster] = static_cluster(
                     cluster, self.options.app_address, app_port, self.options
                 )
 
     def build_clusters(self) -> None:
+        collector = otlp_cluster(self.options)
+        if collector is not None:
+            self.clusters[collector.name] = collector
         for name, (res, path) in self.wanted.items():
             if name in self.clusters:
                 continue
