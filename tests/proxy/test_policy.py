@@ -479,3 +479,26 @@ async def test_observers_see_every_ending_once() -> None:
             assert sorted(s[3] for s in ended.seen[2:]) == [1, 2]
             assert len(ended.seen) == 4
             await client.close()
+
+
+async def test_observers_see_which_requests_a_fault_delay_held_back() -> None:
+    held: list[tuple[int, bool]] = []
+
+    class Delays:
+        def on_request_done(self, request: ActiveRequest) -> None:
+            held.append((request.metadata.request_id, request.delayed))
+
+    delay = FaultConfig(delay=FaultDelayConfig(fixed_delay=0.001))
+    async with upstreams("v1") as (v1,):
+        config = listener(
+            route("c1", match=[exact("method", "slow")], fault=delay),
+            route("c1"),
+            clusters=[cluster("c1", v1.port)],
+        )
+        async with running(config) as server:
+            server.listeners[0].runtime.observers = (Delays(),)
+            client = await client_of(server)
+            await client.call(1, {"method": "slow"})
+            await client.call(2)
+            assert held == [(1, True), (2, False)]
+            await client.close()

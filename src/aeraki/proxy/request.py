@@ -66,6 +66,7 @@ class ActiveRequest:
     __slots__ = (
         "attempts",
         "cluster_name",
+        "delayed",
         "downstream",
         "ended",
         "filter_index",
@@ -114,6 +115,8 @@ class ActiveRequest:
         #: the decoder filter to run next (a paused filter resumes after itself).
         self.filter_index = 0
         self.cluster_name = ""
+        #: a fault delay held this request back (access logs' ``DI``).
+        self.delayed = False
         #: attempts started (1 + retries).
         self.attempts = 0
         self.last_host: Host | None = None
@@ -163,6 +166,7 @@ class ActiveRequest:
         delay = fault.delay
         if delay is not None and _hit(delay.numerator, delay.denominator):
             self.downstream.listener.stats.delays_injected += 1
+            self.delayed = True
             loop = asyncio.get_running_loop()
             self.try_timer = loop.call_later(delay.fixed_delay, self._after_fault_delay)
             return

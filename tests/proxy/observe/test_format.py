@@ -70,6 +70,7 @@ class _Request:
     attempts: int = 0
     upstream: Any = None
     is_oneway: bool = False
+    delayed: bool = False
 
 
 def request(**kwargs: Any) -> ActiveRequest:
@@ -178,15 +179,22 @@ def test_per_try_timeout_after_retries_is_ut_urx_but_route_timeout_is_ut() -> No
     assert response_flags(request(local_error=whole, attempts=3, route=make_route())) == "UT"
 
 
-def test_fault_flags_abort_and_certain_delay() -> None:
+def test_fault_flags_abort_and_delay() -> None:
     fault = FaultConfig(
         delay=FaultDelayConfig(fixed_delay=0.01),
         abort=FaultAbortConfig(error_type="OVER_LIMIT", message="injected"),
     )
-    req = request(local_error=LocalError(ErrorType.OVER_LIMIT, "injected"), route=make_route(fault))
+    req = request(
+        local_error=LocalError(ErrorType.OVER_LIMIT, "injected"),
+        route=make_route(fault),
+        delayed=True,
+    )
     assert response_flags(req) == "DI,FI"
-    partial = FaultConfig(delay=FaultDelayConfig(fixed_delay=0.01, numerator=50))
-    assert response_flags(request(response=ok_response(), route=make_route(partial))) is None
+    # A partial delay: DI exactly for the requests it held back.
+    partial = make_route(FaultConfig(delay=FaultDelayConfig(fixed_delay=0.01, numerator=50)))
+    assert response_flags(request(response=ok_response(), route=partial)) is None
+    held = request(response=ok_response(), route=partial, delayed=True)
+    assert response_flags(held) == "DI"
 
 
 def test_flags_of_success_oneway_and_abandoned() -> None:

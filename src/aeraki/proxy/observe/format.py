@@ -98,16 +98,13 @@ def response_flags(request: ActiveRequest) -> str | None:
     ``RLSE`` refused because the rate limit service failed (``failure_mode_deny``),
     ``FI`` fault abort (the reply carries the route's abort message), ``URX`` added when an
     upstream failure ended a request that was retried, ``DC`` client gone before the answer,
-    ``DI`` when the route delays every request (a partial delay is drawn per request and not
-    recorded, so it is not reported).
+    ``DI`` when a fault delay held the request back.
     """
     flags: list[str] = []
     route = request.route
     fault = route.fault if route is not None else None
-    if fault is not None and fault.delay is not None:
-        delay = fault.delay
-        if delay.numerator >= delay.denominator:
-            flags.append("DI")
+    if request.delayed:
+        flags.append("DI")
     error = request.local_error
     if error is not None:
         flag = _FLAG_OF_ERROR.get(error.type)
