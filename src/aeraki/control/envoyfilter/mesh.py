@@ -8,13 +8,23 @@ so ``aeraki envoyfilter --mesh`` renders what Aeraki would render in that mesh.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
+from google.protobuf import struct_pb2
 
-__all__ = ["DEFAULT_ACCESS_LOG_FORMAT", "E2E_MESH", "MeshConfig", "parse_mesh_config"]
+__all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "E2E_MESH",
+    "JSON_ACCESS_LOG_FORMAT",
+    "MeshConfig",
+    "access_log_format",
+    "parse_mesh_config",
+]
 
 #: §6.6 default text format (two spaces after ``%DURATION%`` are Aeraki's, kept).
 DEFAULT_ACCESS_LOG_FORMAT = (
@@ -25,6 +35,48 @@ DEFAULT_ACCESS_LOG_FORMAT = (
     "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
     "%ROUTE_NAME%\n"
 )
+
+#: §6.6 JSON map (``accessLogEncoding: JSON`` without a format of its own).
+JSON_ACCESS_LOG_FORMAT: Mapping[str, str] = {
+    "start_time": "%START_TIME%",
+    "route_name": "%ROUTE_NAME%",
+    "application_protocol": "%REQ(X-META-PROTOCOL-APPLICATION-PROTOCOL)%",
+    "response_code": "%RESPONSE_CODE%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "duration": "%DURATION%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
+    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+}
+
+
+def access_log_format(
+    encoding: str, text: str | None
+) -> substitution_format_string_pb2.SubstitutionFormatString:
+    """§6.6: the mesh format as Envoy's ``log_format`` — ``text`` (or the default line) for
+    TEXT; for JSON, ``text`` when it is a JSON object, else :data:`JSON_ACCESS_LOG_FORMAT`
+    (as Aeraki falls back). Shared by the EnvoyFilter renderer and the translation."""
+    fmt = substitution_format_string_pb2.SubstitutionFormatString()
+    if encoding.upper() == "JSON":
+        fields: Any = dict(JSON_ACCESS_LOG_FORMAT)
+        try:
+            parsed = json.loads(text or "null")
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            fields = parsed
+        fmt.json_format.CopyFrom(struct_pb2.Struct())
+        fmt.json_format.update(fields)
+    else:
+        source = base_pb2.DataSource(inline_string=text or DEFAULT_ACCESS_LOG_FORMAT)
+        fmt.text_format_source.CopyFrom(source)
+    return fmt
 
 
 class MeshConfigError(ValueError):

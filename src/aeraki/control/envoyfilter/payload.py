@@ -25,22 +25,19 @@ carries ``transport_api_version: V3``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
-    base_pb2,
     config_source_pb2,
     grpc_service_pb2,
-    substitution_format_string_pb2,
 )
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.type.v3 import percent_pb2
-from google.protobuf import any_pb2, json_format, struct_pb2
+from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
-from aeraki.control.envoyfilter.mesh import DEFAULT_ACCESS_LOG_FORMAT, MeshConfig
+from aeraki.control.envoyfilter.mesh import MeshConfig, access_log_format
 from aeraki.control.translate.api import (
     LOCAL_RATELIMIT_FILTER,
     RATELIMIT_FILTER,
@@ -85,23 +82,6 @@ _ALL_FILTERS = TranslateOptions(
     supported_filters=frozenset({ROUTER_FILTER, LOCAL_RATELIMIT_FILTER, RATELIMIT_FILTER})
 )
 #: §6.6 JSON encoding default: key → command operator.
-_JSON_LOG_FORMAT = {
-    "start_time": "%START_TIME%",
-    "route_name": "%ROUTE_NAME%",
-    "application_protocol": "%REQ(X-META-PROTOCOL-APPLICATION-PROTOCOL)%",
-    "response_code": "%RESPONSE_CODE%",
-    "response_code_details": "%RESPONSE_CODE_DETAILS%",
-    "connection_termination_details": "%CONNECTION_TERMINATION_DETAILS%",
-    "bytes_received": "%BYTES_RECEIVED%",
-    "bytes_sent": "%BYTES_SENT%",
-    "duration": "%DURATION%",
-    "request_id": "%REQ(X-REQUEST-ID)%",
-    "upstream_cluster": "%UPSTREAM_CLUSTER%",
-    "upstream_local_address": "%UPSTREAM_LOCAL_ADDRESS%",
-    "downstream_local_address": "%DOWNSTREAM_LOCAL_ADDRESS%",
-    "downstream_remote_address": "%DOWNSTREAM_REMOTE_ADDRESS%",
-    "upstream_transport_failure_reason": "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-}
 
 
 def _plain(value: Any) -> Any:
@@ -165,21 +145,7 @@ def _aeraki_rds() -> config_source_pb2.ConfigSource:
 
 def _access_log(mesh: MeshConfig) -> accesslog_pb2.AccessLog:
     """§6.6: file access log with the mesh format (TEXT) or JSON map."""
-    fmt = substitution_format_string_pb2.SubstitutionFormatString()
-    if mesh.access_log_encoding == "JSON":
-        fields: dict[str, Any] = dict(_JSON_LOG_FORMAT)
-        try:
-            parsed = json.loads(mesh.access_log_format or "null")
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            fields = parsed
-        fmt.json_format.CopyFrom(struct_pb2.Struct())
-        fmt.json_format.update(fields)
-    else:
-        fmt.text_format_source.CopyFrom(
-            base_pb2.DataSource(inline_string=mesh.access_log_format or DEFAULT_ACCESS_LOG_FORMAT)
-        )
+    fmt = access_log_format(mesh.access_log_encoding, mesh.access_log_format)
     log = file_pb2.FileAccessLog(path=mesh.access_log_file or "/dev/stdout", log_format=fmt)
     return accesslog_pb2.AccessLog(name=FILE_ACCESS_LOG, typed_config=_pack(log))
 

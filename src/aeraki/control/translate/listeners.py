@@ -14,10 +14,8 @@ as Aeraki's EnvoyFilters carry them (§6.6).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import (
@@ -25,13 +23,12 @@ from envoy.config.core.v3 import (
     base_pb2,
     config_source_pb2,
     grpc_service_pb2,
-    substitution_format_string_pb2,
 )
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.ratelimit.v3 import rls_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.type.v3 import token_bucket_pb2
-from google.protobuf import any_pb2, struct_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from aeraki.control.model.base import Resource, Severity
@@ -210,24 +207,10 @@ def access_logs(options: TranslateOptions) -> tuple[accesslog_pb2.AccessLog, ...
     Built once per options (the messages are copied into each listener, never changed)."""
     if not options.access_log_file:
         return ()
-    # Imported here: the EnvoyFilter renderer imports this module (one default, declared there).
-    from aeraki.control.envoyfilter.mesh import DEFAULT_ACCESS_LOG_FORMAT
-    from aeraki.control.envoyfilter.payload import _JSON_LOG_FORMAT
+    # Imported here: the EnvoyFilter renderer imports this module.
+    from aeraki.control.envoyfilter.mesh import access_log_format
 
-    fmt = substitution_format_string_pb2.SubstitutionFormatString()
-    if options.access_log_encoding.upper() == "JSON":
-        fields: Any = dict(_JSON_LOG_FORMAT)
-        try:
-            parsed = json.loads(options.access_log_format or "null")
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            fields = parsed
-        fmt.json_format.CopyFrom(struct_pb2.Struct())
-        fmt.json_format.update(fields)
-    else:
-        text = options.access_log_format or DEFAULT_ACCESS_LOG_FORMAT
-        fmt.text_format_source.CopyFrom(base_pb2.DataSource(inline_string=text))
+    fmt = access_log_format(options.access_log_encoding, options.access_log_format)
     log = file_pb2.FileAccessLog(path=options.access_log_file, log_format=fmt)
     return (accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=_pack(log)),)
 
