@@ -173,3 +173,29 @@ async def _fetch_listeners(port: int) -> int:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AERAKI_DEBOUNCE_QUIET_MS": "abc"}, "--quiet-ms: not a whole number of ms: 'abc'"),
+        ({"AERAKI_XDS_ADDRESS": "nowhere"}, "--xds-address"),
+        ({"AERAKI_ACCESS_LOG_ENCODING": "xml"}, "--access-log-encoding"),
+    ],
+)
+def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    parser = argparse.ArgumentParser(prog="aeraki")
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["control", "d"])
+    assert exc.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1, errors
+    assert message in errors[0]

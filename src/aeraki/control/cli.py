@@ -260,10 +260,6 @@ _TYPES: dict[str, Callable[[str], Any]] = {
 }
 
 
-#: Settings whose environment value is parsed by argparse (a bad one: usage error, exit 2).
-_ENV_CHECKED = frozenset({"tracing_otlp", "tracing_sampling", "istio_telemetry"})
-
-
 def _add_settings(
     parser: argparse.ArgumentParser,
     xds_default: str | None = None,
@@ -274,13 +270,13 @@ def _add_settings(
         default = setting.value()
         if dest == "xds_address" and xds_default is not None and setting.env not in os.environ:
             default = xds_default
-        # A flag alone means true; ``--flag=false`` too. The default stays a string so a bad
-        # environment value is reported by argparse like a bad flag (usage, exit 2).
+        # A flag alone means true; ``--flag=false`` too. Defaults stay strings: argparse parses
+        # them with ``type`` like a flag, so a bad environment value is a usage error (exit 2).
         flag: dict[str, Any] = {"nargs": "?", "const": True} if _TYPES[dest] is _flag else {}
         parser.add_argument(
             setting.flag,
             type=_TYPES[dest],
-            default=_TYPES[dest](default) if dest not in _ENV_CHECKED else default,
+            default=default,
             help=f"{prefix}{setting.help} (env {setting.env}; default {default})",
             **flag,
         )
