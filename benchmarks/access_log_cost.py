@@ -22,8 +22,7 @@ import time
 from typing import cast
 
 from aeraki.codec.api import Metadata
-from aeraki.control.envoyfilter.mesh import DEFAULT_ACCESS_LOG_FORMAT
-from aeraki.control.envoyfilter.payload import _JSON_LOG_FORMAT
+from aeraki.control.envoyfilter.mesh import DEFAULT_ACCESS_LOG_FORMAT, JSON_ACCESS_LOG_FORMAT
 from aeraki.proxy.config import AccessLogConfig, ListenerConfig, MetaProtocolConfig, SocketAddress
 from aeraki.proxy.observe.access_log import AccessLogger, LogSink, compile_format
 from aeraki.proxy.observe.format import DEFAULT_TEXT_FORMAT
@@ -103,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
             "aeraki default text",
             AccessLogConfig(path="/dev/null", text_format=DEFAULT_ACCESS_LOG_FORMAT),
         ),
-        ("json (15 keys)", AccessLogConfig(path="/dev/null", json_format=dict(_JSON_LOG_FORMAT))),
+        (
+            "json (15 keys)",
+            AccessLogConfig(path="/dev/null", json_format=dict(JSON_ACCESS_LOG_FORMAT)),
+        ),
         (
             "small text",
             AccessLogConfig(
