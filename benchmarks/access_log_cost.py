@@ -65,6 +65,7 @@ class _Request:
         self.cluster_name = "outbound|9090||echo"
         self.last_host = _Host()
         self.attempts = 1
+        self.delayed = False
         self.upstream = None
         self.is_oneway = False
         now = time.monotonic()
