@@ -14,8 +14,10 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -146,15 +148,14 @@ def dubbo_router(*routes: str) -> str:
     return router_yaml("dubbo", "meta-dubbo", DUBBO, "".join(routes))
 
 
-@pytest.fixture
-async def mesh(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+def write_services(
+    root: Path,
     thrift_pair: tuple[ThriftServer, ThriftServer],
     dubbo_pair: tuple[DubboProvider, DubboProvider],
-) -> AsyncIterator[Mesh]:
-    thrift_port, dubbo_port = free_ports(2)
-    root = tmp_path / "mesh"
+    thrift_port: int,
+    dubbo_port: int,
+) -> None:
+    """Both services' ServiceEntry + DestinationRule (subsets v1/v2) into a new ``root``."""
     root.mkdir()
     t1, t2 = thrift_pair
     d1, d2 = dubbo_pair
@@ -167,11 +168,26 @@ async def mesh(
         service_yaml("dubbo", "meta-dubbo", DUBBO, DUBBO_PORT_NAME, dubbo_port, d1.port, d2.port)
     )
     assert not load_config([root]).has_errors
+
+
+@asynccontextmanager
+async def running_mesh(
+    root: Path,
+    thrift_pair: tuple[ThriftServer, ThriftServer],
+    dubbo_pair: tuple[DubboProvider, DubboProvider],
+    *,
+    delta: bool = False,
+    options: Any = None,
+) -> AsyncIterator[Mesh]:
+    """The e2e mesh in ``root``: both services' manifests, a control plane watching them
+    (with translation ``options``), our proxy as its ADS client (``delta`` ADS or SotW), ready
+    and in sync; afterwards, every push must have been ACKed."""
+    thrift_port, dubbo_port = free_ports(2)
+    write_services(root, thrift_pair, dubbo_pair, thrift_port, dubbo_port)
     source = FileSource(root, interval=0.1)
-    plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5)
+    plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5, options=options)
     source.on_problem = plane.on_source_problem
     port = await plane.start()
-    delta = getattr(request, "param", "sotw") == "delta"  # the proxy's ADS flavour
     bootstrap = local_proxy_bootstrap(port, delta=delta)
     proxy = ProxyServer(bootstrap_from_dict(bootstrap), drain_timeout=1.0)
     await proxy.start()
@@ -183,7 +199,19 @@ async def mesh(
     finally:
         await proxy.shutdown()
         await plane.stop()
-    assert plane.metrics.snapshots_rejected_total == 0
+    assert plane.metrics.snapshots_rejected_total == 0  # the proxy ACKed every push
+
+
+@pytest.fixture
+async def mesh(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    thrift_pair: tuple[ThriftServer, ThriftServer],
+    dubbo_pair: tuple[DubboProvider, DubboProvider],
+) -> AsyncIterator[Mesh]:
+    delta = getattr(request, "param", "sotw") == "delta"  # the proxy's ADS flavour
+    async with running_mesh(tmp_path / "mesh", thrift_pair, dubbo_pair, delta=delta) as result:
+        yield result
 
 
 # --------------------------------------------------------------------------- scenarios

@@ -12,24 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from aeraki.control.cli import local_proxy_bootstrap
-from aeraki.control.runtime import ControlPlane, translate_options
-from aeraki.control.sources.files import FileSource
-from aeraki.proxy.bootstrap import bootstrap_from_dict
-from aeraki.proxy.server import ProxyServer
-from tests.control.test_runtime import service_yaml
+from aeraki.control.runtime import translate_options
 from tests.integration.peers.dubbo import DubboProvider, request_frame
 from tests.integration.peers.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
-from tests.integration.peers.procs import LOOPBACK, free_ports
+from tests.integration.peers.procs import LOOPBACK
 from tests.integration.peers.thrift_peer import ThriftServer
 from tests.integration.test_control_e2e import (
     DUBBO,
-    DUBBO_PORT_NAME,
     THRIFT,
-    THRIFT_PORT_NAME,
-    WAIT,
     Mesh,
     dubbo_pair,  # noqa: F401  (a fixture ``traced_mesh`` uses)
+    running_mesh,
     string_value,
     thrift_pair,  # noqa: F401  (a fixture ``traced_mesh`` uses)
 )
@@ -53,38 +46,13 @@ async def traced_mesh(
     dubbo_pair: tuple[DubboProvider, DubboProvider],
 ) -> AsyncIterator[Mesh]:
     """The e2e mesh of ``test_control_e2e``, its control plane tracing at ``request.param`` %."""
-    thrift_port, dubbo_port = free_ports(2)
-    root = tmp_path / "mesh"
-    root.mkdir()
-    (t1, t2), (d1, d2) = thrift_pair, dubbo_pair
-    (root / "thrift.yaml").write_text(
-        service_yaml(
-            "thrift", "meta-thrift", THRIFT, THRIFT_PORT_NAME, thrift_port, t1.port, t2.port
-        )
-    )
-    (root / "dubbo.yaml").write_text(
-        service_yaml("dubbo", "meta-dubbo", DUBBO, DUBBO_PORT_NAME, dubbo_port, d1.port, d2.port)
-    )
     options = translate_options(
         tracing_otlp=f"{LOOPBACK}:{receiver.port}",
         tracing_sampling=float(request.param),
         istio_telemetry=True,
     )
-    plane = ControlPlane(
-        FileSource(root, interval=0.1), xds_port=0, quiet=0.05, max_delay=0.5, options=options
-    )
-    port = await plane.start()
-    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port)), drain_timeout=1.0)
-    await proxy.start()
-    mesh = Mesh(root, plane, proxy, thrift_port, dubbo_port)
-    try:
-        await asyncio.wait_for(proxy.wait_ready(), WAIT)
-        await mesh.synced()
+    async with running_mesh(tmp_path / "mesh", thrift_pair, dubbo_pair, options=options) as mesh:
         yield mesh
-    finally:
-        await proxy.shutdown()
-        await plane.stop()
-    assert plane.metrics.snapshots_rejected_total == 0  # the proxy ACKed every push
 
 
 def _forced(spans: list[ReceivedSpan]) -> bool:

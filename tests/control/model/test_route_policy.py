@@ -19,20 +19,9 @@ from aeraki.control.model.metaprotocol import (
 )
 from aeraki.proxy.config import RETRY_ON_NAMES
 from tests.control.helpers import lines, parse_one
+from tests.control.model.test_rules import MR
 
-HEAD = """\
-apiVersion: metaprotocol.aeraki.io/v1alpha1
-kind: MetaRouter
-metadata:
-  name: mr
-  namespace: ns
-spec:
-  hosts: [svc.ns.svc.cluster.local]
-  routes:
-    - name: r
-      route:
-        - destination: {host: svc.ns.svc.cluster.local, subset: v1}
-"""  # the route's own fields continue at line 12
+HEAD = MR  # the route's own fields continue at line 12
 
 
 def _route(extra: str) -> tuple[MetaRoute | None, list[str]]:
