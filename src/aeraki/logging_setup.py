@@ -21,7 +21,11 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    """One compact JSON object per record."""
+    """One compact JSON object per record (with ``worker`` when the process is one)."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -32,6 +36,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            entry["worker"] = self.worker
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -39,8 +45,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(level: str = "info", fmt: str = "text") -> None:
+def configure(level: str = "info", fmt: str = "text", *, worker: int | None = None) -> None:
     """Send process logs to stderr at ``level`` in ``fmt`` (replacing earlier handlers).
+
+    ``worker``: this process is proxy worker ``worker`` (``aeraki proxy --workers``); every
+    line says so, as the workers share the supervisor's stderr.
 
     Raises:
         ValueError: an unknown level or format (the argument parser offers only valid ones).
@@ -50,5 +59,6 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     if fmt not in LOG_FORMATS:
         raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT))
+    text = _TEXT if worker is None else _TEXT.replace("%(name)s", f"[worker {worker}] %(name)s")
+    handler.setFormatter(JsonFormatter(worker) if fmt == "json" else logging.Formatter(text))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
