@@ -204,12 +204,15 @@ def start_aeraki_proxy(
     *,
     name: str = "aeraki",
     ready_timeout: float = 30.0,
+    extra_args: Sequence[str] = (),
 ) -> AerakiProxy:
-    """Write ``config`` as YAML and run ``aeraki proxy`` on it until /ready answers 200."""
+    """Write ``config`` as YAML and run ``aeraki proxy`` on it (with ``extra_args``, e.g.
+    ``--workers 2``) until /ready answers 200."""
     admin_port = int(config["admin"]["address"]["socket_address"]["port_value"])
     path = workdir / f"{name}-bootstrap.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     argv = [sys.executable, "-m", "aeraki.cli", "--log-level", "warning", "proxy", "-c", str(path)]
+    argv += extra_args
     proc = group.spawn(name, argv, cwd=REPO_ROOT)
     poll_until(
         lambda: _ready(admin_port),
@@ -219,7 +222,7 @@ def start_aeraki_proxy(
     )
     ports = {
         listener["name"]: int(listener["address"]["socket_address"]["port_value"])
-        for listener in config["static_resources"]["listeners"]
+        for listener in config["static_resources"].get("listeners", [])
     }
     return AerakiProxy(proc, admin_port, path, ports)
 

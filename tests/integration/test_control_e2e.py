@@ -76,28 +76,8 @@ class Mesh:
     dubbo_port: int
 
     async def apply(self, name: str, text: str) -> None:
-        """Write a manifest; return once the proxy ACKed a push that includes it.
-
-        Three facts, each awaited: the store holds exactly these objects (the file source saw
-        the write), a push ran on that store version, and the proxy ACKed the snapshot.
-        """
-        (self.root / name).write_text(text)
-        docs = [d for d in yaml.safe_load_all(text) if d]
-        store = self.plane.store
-
-        def stored() -> bool:
-            return all(
-                store.get(d["kind"], d["metadata"]["namespace"], d["metadata"]["name"]) == d
-                for d in docs
-            )
-
-        await self.plane.wait_until(stored, WAIT)
-        version = store.version
-        await self.plane.wait_until(
-            lambda: (push := self.plane.last_push) is not None and push.store_version >= version,
-            WAIT,
-        )
-        await self.synced()
+        """Write a manifest; return once the proxy ACKed a push that includes it."""
+        await apply_manifest(self.plane, self.root / name, text)
 
     async def synced(self) -> None:
         await self.plane.wait_until(lambda: self.plane.in_sync(RUN_NODE_ID), WAIT)
@@ -114,6 +94,31 @@ class Mesh:
     def dubbo_values(self, method: str, args: Sequence[str] = (), calls: int = 5) -> list[str]:
         frames = [request_frame(i + 1, method, list(args)) for i in range(calls)]
         return [string_value(f) for f in self.dubbo(frames)]
+
+
+async def apply_manifest(plane: ControlPlane, path: Path, text: str) -> None:
+    """Write manifest ``path``; return once every proxy of the e2e node ACKed a push of it.
+
+    Three facts, each awaited: the store holds exactly these objects (the file source saw
+    the write), a push ran on that store version, and the proxies ACKed the snapshot.
+    """
+    await asyncio.to_thread(path.write_text, text)
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    store = plane.store
+
+    def stored() -> bool:
+        return all(
+            store.get(d["kind"], d["metadata"]["namespace"], d["metadata"]["name"]) == d
+            for d in docs
+        )
+
+    await plane.wait_until(stored, WAIT)
+    version = store.version
+    await plane.wait_until(
+        lambda: (push := plane.last_push) is not None and push.store_version >= version,
+        WAIT,
+    )
+    await plane.wait_until(lambda: plane.in_sync(RUN_NODE_ID), WAIT)
 
 
 def string_value(frame: DubboFrame) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aeraki.admin_http import Action, Handler, Response
@@ -24,7 +24,7 @@ from aeraki.proxy.upstream.outlier import HostMonitor
 if TYPE_CHECKING:
     from aeraki.proxy.server import ProxyServer
 
-__all__ = ["admin_actions", "admin_routes", "cluster_status", "host_status"]
+__all__ = ["admin_actions", "admin_routes", "cluster_status", "clusters_text", "host_status"]
 
 
 def _ready(proxy: ProxyServer) -> Response:
@@ -86,17 +86,24 @@ def _stats_prometheus(proxy: ProxyServer) -> Response:
     return 200, prometheus.CONTENT_TYPE, prometheus.render(proxy)
 
 
-def _clusters(proxy: ProxyServer) -> Response:
+def clusters_text(statuses: Iterable[Mapping[str, Any]]) -> str:
+    """``/clusters`` in Envoy's text form, from :func:`cluster_status` dicts (of this process,
+    or merged over several workers)."""
     lines = []
-    for cluster in proxy.clusters.clusters.values():
-        status = cluster_status(cluster)
+    for status in statuses:
+        name = status["name"]
         for key, value in status["circuit_breakers"].items():
-            lines.append(f"{cluster.name}::default_priority::{key}::{value}")
-        lines.append(f"{cluster.name}::in_panic::{str(status['in_panic']).lower()}")
+            lines.append(f"{name}::default_priority::{key}::{value}")
+        lines.append(f"{name}::in_panic::{str(status['in_panic']).lower()}")
         for host in status["host_statuses"]:
-            prefix = f"{cluster.name}::{host['address']}"
+            prefix = f"{name}::{host['address']}"
             lines.extend(f"{prefix}::{k}::{v}" for k, v in host.items() if k != "address")
-    return 200, "text/plain", "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def _clusters(proxy: ProxyServer) -> Response:
+    statuses = [cluster_status(c) for c in proxy.clusters.clusters.values()]
+    return 200, "text/plain", clusters_text(statuses)
 
 
 def _clusters_json(proxy: ProxyServer) -> Response:
