@@ -10,6 +10,7 @@ no lock — everything runs on one event loop) and its Prometheus text rendering
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -63,8 +64,10 @@ def prometheus_number(value: float) -> str:
     """A sample value or bucket bound as the text format writes it."""
     if isinstance(value, int):
         return str(value)
-    if value == float("inf"):
-        return "+Inf"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"  # the format's spelling (Python's repr says "nan")
     return repr(value)
 
 
