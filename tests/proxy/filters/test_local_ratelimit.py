@@ -4,6 +4,8 @@ errors, and the filter in a running proxy (shared by connections, kept across up
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -22,10 +24,18 @@ from aeraki.proxy.filters.local_ratelimit import (
     check_config,
     compile_limiter,
 )
+from aeraki.proxy.filters.shared_buckets import (
+    SharedBucket,
+    attach_store,
+    create_store,
+    detach_store,
+    remove_store,
+)
 from aeraki.proxy.xds_apply import listeners_from_resources
 from aeraki.xds import pack
 from aeraki.xds.gen.meta_protocol_proxy.v1alpha.meta_protocol_proxy_pb2 import MetaProtocolFilter
 from tests.proxy.filters.helpers import LOCAL, local_config, running, stats, with_filters
+from tests.proxy.filters.test_shared_buckets import run_in_processes
 from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
 from tests.proxy.test_bootstrap import TC, base, tc
 
@@ -394,3 +404,101 @@ def bootstrap_listener_proto(data: dict[str, Any]) -> Any:
     """The first listener of a bootstrap dict as an Envoy ``Listener`` proto."""
     listener = data["static_resources"]["listeners"][0]
     return json_format.ParseDict(listener, listener_pb2.Listener())
+
+
+# -- buckets shared by worker processes (a bucket store attached) ------------------------------
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Path]:
+    """A bucket store attached in this process for the test."""
+    path = create_store(tmp_path, capacity=16)
+    attach_store(path)
+    try:
+        yield path
+    finally:
+        detach_store()
+        remove_store(path)
+
+
+def test_without_a_store_buckets_are_the_in_process_ones() -> None:
+    """One process (the default, benchmarked path): the same objects as ever."""
+    limiter = compile_limiter(local_config(CONFIG), listener_name="l")
+    assert type(limiter.default) is TokenBucket
+    assert all(type(bucket) is TokenBucket for _, bucket in limiter.conditions)
+
+
+def test_with_a_store_a_listener_limiter_keeps_its_buckets_there(store: Path) -> None:
+    limiter = compile_limiter(local_config(CONFIG), listener_name="l")
+    assert type(limiter.default) is SharedBucket
+    assert all(type(bucket) is SharedBucket for _, bucket in limiter.conditions)
+    # No listener name, no identity to share under: in-process buckets.
+    alone = compile_limiter(local_config(CONFIG))
+    assert type(alone.default) is TokenBucket
+
+
+def test_limiters_of_one_listener_and_config_share_buckets_another_does_not(
+    store: Path,
+) -> None:
+    one, two = (compile_limiter(local_config(CONFIG), listener_name="l") for _ in range(2))
+    hello = {"method": "sayHello"}
+    assert [one.allow(hello), two.allow(hello)] == [True, False]  # max_tokens 1
+    other_listener = compile_limiter(local_config(CONFIG), listener_name="m")
+    assert other_listener.allow(hello)
+    # Other limits on the same listener: other buckets (a changed config starts full).
+    changed = dict(CONFIG, stat_prefix="other")
+    assert compile_limiter(local_config(changed), listener_name="l").allow(hello)
+    # Each bucket of the config is its own: the default one still has its 3 tokens.
+    assert [two.allow({"method": "other"}) for _ in range(4)] == [True] * 3 + [False]
+
+
+def _limiter_allows(path: str, listener_name: str, methods: list[str]) -> list[bool]:
+    """A worker: attach the store, build the limiter of CONFIG, let ``methods`` through."""
+    attach_store(path)
+    limiter = compile_limiter(local_config(CONFIG), listener_name=listener_name)
+    return [limiter.allow({"method": m}) for m in methods]
+
+
+def test_limiters_built_in_two_processes_share_tokens(store: Path) -> None:
+    """Two worker processes build the limiter of one config: one set of buckets. Then a
+    third (a restarted worker) finds them as the first two left them."""
+    methods = ["sayHello", "other", "other"]
+    outcomes = run_in_processes(_limiter_allows, *[(str(store), "l", methods)] * 2)
+    # sayHello's bucket has 1 token, the default 3: between them, the two got that many.
+    assert sorted(o[0] for o in outcomes) == [False, True]
+    assert sum(o[1] + o[2] for o in outcomes) == 3
+    assert run_in_processes(_limiter_allows, (str(store), "l", ["sayHello", "other"])) == [
+        [False, False]
+    ]
+    assert run_in_processes(_limiter_allows, (str(store), "m", ["sayHello", "other"])) == [
+        [True, True]
+    ]
+
+
+async def test_two_proxies_with_a_store_share_the_limit_of_their_listener(store: Path) -> None:
+    """Two proxies in this process stand in for two workers: the listener's limit is the
+    host's, not each proxy's (without the store, each would allow 3)."""
+    up = await FakeUpstream("v1").start()
+    try:
+        config = {"stat_prefix": "svc", "token_bucket": {"max_tokens": 3, "fill_interval": "3600s"}}
+        proxy_config = with_filters(
+            listener(route("c1"), clusters=[cluster("c1", up.port)]), (LOCAL, local_config(config))
+        )
+        async with running(proxy_config) as first, running(proxy_config) as second:
+            ports = [first.listeners[0].port, second.listeners[0].port]
+            clients = [await FakeClient().connect(port) for port in ports]
+            replies = [await c.call(i, {"method": "m"}) for i in range(3) for c in clients]
+            for c in clients:
+                await c.close()
+        limited = [r for r in replies if is_error(r, ErrorType.OVER_LIMIT.name)]
+        assert len(limited) == 3
+        assert len(up.received) == 3
+        # Each proxy counts its own requests.
+        assert stats(first, "local_rate_limit", ["ok", "rate_limited"]) == {
+            "ok": 2,
+            "rate_limited": 1,
+        }
+        assert stats(second, "local_rate_limit", ["ok", "rate_limited"]) == {
+            "ok": 1,
+            "rate_limited": 2,
+        }
+    finally:
+        up.close()

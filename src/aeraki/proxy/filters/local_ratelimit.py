@@ -12,7 +12,13 @@ intervals under 50 ms); here a bucket computes its refills lazily from the clock
 request takes a token — no timer at all, exact for any interval, and an idle bucket costs
 nothing. One limiter serves every connection of the listener, and survives a listener update
 that keeps the filter's config (see :func:`~aeraki.proxy.filters.common.shared_state`).
-Several proxy worker processes would each have their own buckets.
+
+Several proxy worker processes (``aeraki proxy --workers N``) share their buckets when the
+worker attached the supervisor's bucket store
+(:func:`~aeraki.proxy.filters.shared_buckets.attach_store`): the limiter a listener builds
+then finds its buckets in the store by listener name, config and bucket index, so N workers
+allow the configured rate, not N times it. Without a store (one process, the default) the
+buckets are plain objects of this module, as cheap as before.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aeraki.codec.api import ErrorType
@@ -33,6 +40,7 @@ from aeraki.proxy.filters.common import (
     request_strings,
     shared_state,
 )
+from aeraki.proxy.filters.shared_buckets import DEFAULT_INDEX, Bucket, attached, bucket_key
 from aeraki.proxy.stats import LocalRateLimitStats
 
 if TYPE_CHECKING:
@@ -90,6 +98,31 @@ class TokenBucket:
         return False
 
 
+#: Builds the bucket of index ``i`` (conditions 0, 1, …; the default bucket
+#: :data:`~.shared_buckets.DEFAULT_INDEX`) of a limiter: ``make(spec, now, i)``.
+BucketMaker = Callable[[BucketSpec, float, int], Bucket]
+
+
+def _local_bucket(spec: BucketSpec, now: float, index: int) -> Bucket:
+    return TokenBucket(spec, now)
+
+
+def _bucket_maker(listener_name: str | None, config: Any) -> BucketMaker:
+    """In-process buckets, or with ``listener_name`` and an attached store, buckets in the
+    store keyed by the listener, the config and the bucket index."""
+    store = attached()
+    if store is None or listener_name is None:
+        return _local_bucket
+    identity = config.SerializeToString(deterministic=True)
+    owner = f"the local rate limit of listener {listener_name!r}"
+
+    def make(spec: BucketSpec, now: float, index: int) -> Bucket:
+        key = bucket_key(listener_name, identity, index)
+        return store.bucket(key, spec, now, partial(TokenBucket, spec), owner)
+
+    return make
+
+
 class Limiter:
     """The buckets and counters of one filter config, shared by all its connections."""
 
@@ -100,11 +133,14 @@ class Limiter:
         conditions: tuple[tuple[Match, BucketSpec], ...],
         default: BucketSpec | None,
         clock: Clock,
+        make: BucketMaker = _local_bucket,
     ) -> None:
         now = clock()
         self.clock = clock
-        self.conditions = tuple((match.tests, TokenBucket(spec, now)) for match, spec in conditions)
-        self.default = TokenBucket(default, now) if default is not None else None
+        self.conditions = tuple(
+            (match.tests, make(spec, now, i)) for i, (match, spec) in enumerate(conditions)
+        )
+        self.default = make(default, now, DEFAULT_INDEX) if default is not None else None
         #: every property a condition reads (deferred ones are loaded when one is absent).
         self.names = tuple(dict.fromkeys(n for match, _ in conditions for n in match.names))
         self.stats = LocalRateLimitStats()
@@ -202,8 +238,15 @@ def check_config(config: Any, path: str, refs: ClusterRefs) -> list[ConfigError]
     return problem_list(problems)
 
 
-def compile_limiter(config: Any, clock: Clock = time.monotonic) -> Limiter:
+def compile_limiter(
+    config: Any, clock: Clock = time.monotonic, listener_name: str | None = None
+) -> Limiter:
     """A limiter for a ``LocalRateLimit`` config.
+
+    With ``listener_name`` (the listener it serves) and a bucket store attached
+    (:func:`~.shared_buckets.attach_store`), its buckets live in the store, shared with
+    every limiter of that listener and config in the host's worker processes; ``clock``
+    must then be ``time.monotonic`` (or agree with it in every process).
 
     Raises:
         ConfigErrors: the config is invalid (already reported by :func:`check_config` when
@@ -212,11 +255,13 @@ def compile_limiter(config: Any, clock: Clock = time.monotonic) -> Limiter:
     problems = Problems(NAME)
     conditions, default = _compile(config, "config", problems)
     problems.raise_if_any()
-    return Limiter(conditions, default, clock)
+    return Limiter(conditions, default, clock, _bucket_maker(listener_name, config))
 
 
 def _factory(config: Any, listener: ListenerRuntime) -> LocalRateLimitFilter:
-    limiter = shared_state(listener, NAME, config, lambda: compile_limiter(config))
+    limiter = shared_state(
+        listener, NAME, config, lambda: compile_limiter(config, listener_name=listener.name)
+    )
     listener.stats.filter_stats[STAT_PREFIX] = limiter.stats
     return LocalRateLimitFilter(limiter)
 
