@@ -69,6 +69,8 @@ def test_explain_unknown_listener_exits_2(capsys: pytest.CaptureFixture[str]) ->
         (["proxy", "-c", DUBBO, "--drain-timeout", "-3"], "must be positive"),
         (["proxy", "-c", DUBBO, "--drain-timeout", "soon"], "not a number"),
         (["proxy"], "required: -c/--config"),
+        (["proxy", "-c", DUBBO, "--workers", "0"], "--workers: must be at least 1"),
+        (["proxy", "-c", DUBBO, "--workers", "many"], "--workers: not a count or 'auto'"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(
@@ -226,6 +228,18 @@ def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
     assert done.stderr == (
         f"aeraki: cannot listen on 127.0.0.1:{port}: address already in use "
         "(another process has it)\n"
+    )
+
+
+def test_workers_refuse_an_ephemeral_listener_port_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "ephemeral.yaml"
+    path.write_text(_listening_on(0))
+    done = _aeraki("proxy", "-c", str(path), "--workers", "2")
+    assert done.returncode == 1
+    assert done.stderr.startswith("aeraki: invalid configuration: listener ")
+    assert done.stderr.endswith(
+        ": port 0 cannot be shared by several workers (each would bind its own ephemeral "
+        "port); give a port, or run one worker\n"
     )
 
 

@@ -1,20 +1,22 @@
 """A tiny admin HTTP/1.1 server shared by the proxy and the control plane.
 
 GET (or HEAD) pages, one response per connection, handlers are plain functions returning
-``(status, content type, body)``: the admin port is for humans, probes and scrapers, not for
-load, and this keeps both planes free of a web framework. A few *actions* change state (the
-proxy's ``POST /logging?level=debug``, as Envoy's): POST only, so a scraper or a browser's
-prefetch never triggers one, and they get the parsed query string.
+``(status, content type, body)`` (or a coroutine that does: the supervisor of several proxy
+workers asks its workers before it answers): the admin port is for humans, probes and
+scrapers, not for load, and this keeps both planes free of a web framework. A few *actions*
+change state (the proxy's ``POST /logging?level=debug``, as Envoy's): POST only, so a scraper
+or a browser's prefetch never triggers one, and they get the parsed query string.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
-__all__ = ["Action", "AdminHttpServer", "Handler", "Response"]
+__all__ = ["Action", "AdminHttpServer", "AsyncAction", "AsyncHandler", "Handler", "Response"]
 
 #: An admin request line + headers larger than this is refused (no one needs more).
 MAX_REQUEST_BYTES = 16 * 1024
@@ -25,12 +27,16 @@ Response = tuple[int, str, str]
 Handler = Callable[[], Response]
 #: A POST handler: gets the query string's parameters (last value of a repeated name wins).
 Action = Callable[[Mapping[str, str]], Response]
+#: Pages and actions that must wait for something (other processes) before they answer.
+AsyncHandler = Callable[[], Awaitable[Response]]
+AsyncAction = Callable[[Mapping[str, str]], Awaitable[Response]]
 
 _REASONS = {
     200: "OK",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -40,10 +46,12 @@ class AdminHttpServer:
     (POST; path without the query -> action)."""
 
     def __init__(
-        self, routes: Mapping[str, Handler], actions: Mapping[str, Action] | None = None
+        self,
+        routes: Mapping[str, Handler | AsyncHandler],
+        actions: Mapping[str, Action | AsyncAction] | None = None,
     ) -> None:
-        self.routes = dict(routes)
-        self.actions = dict(actions or {})
+        self.routes: dict[str, Handler | AsyncHandler] = dict(routes)
+        self.actions: dict[str, Action | AsyncAction] = dict(actions or {})
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -63,7 +71,10 @@ class AdminHttpServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            status, content_type, body = self._dispatch(head)
+            answer = self._dispatch(head)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            status, content_type, body = answer
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             status, content_type, body = 400, "text/plain", "bad request\n"
         except ConnectionError:
@@ -80,7 +91,7 @@ class AdminHttpServer:
             await writer.drain()
         writer.close()
 
-    def _dispatch(self, head: bytes) -> Response:
+    def _dispatch(self, head: bytes) -> Response | Awaitable[Response]:
         if len(head) > MAX_REQUEST_BYTES:
             return 400, "text/plain", "request too large\n"
         parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
@@ -94,7 +105,7 @@ class AdminHttpServer:
             return 404, "text/plain", f"unknown path {parts[1]}; try: {known}\n"
         return handler()
 
-    def _act(self, target: str) -> Response:
+    def _act(self, target: str) -> Response | Awaitable[Response]:
         path, _, query = target.partition("?")
         action = self.actions.get(path)
         if action is None:

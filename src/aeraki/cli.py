@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aeraki import __version__
 from aeraki.cli_errors import describe as describe_error
@@ -19,6 +21,9 @@ from aeraki.errors import AerakiError
 from aeraki.explain.cli import add_parser as add_explain_parser
 from aeraki.logging_setup import LOG_FORMATS, LOG_LEVELS
 from aeraki.logging_setup import configure as configure_logging
+
+if TYPE_CHECKING:
+    from aeraki.proxy.config import ProxyConfig
 
 __all__ = ["main"]
 
@@ -32,6 +37,19 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _worker_count(text: str) -> int:
+    """``--workers``: a positive count, or ``auto`` for one per CPU."""
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count or 'auto': {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
 
 
@@ -96,6 +114,17 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         default="auto",
         help="event loop implementation (default: uvloop when installed)",
     )
+    proxy.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="worker processes sharing the listeners (SO_REUSEPORT), their stats summed on "
+        "the admin port; 'auto' = one per CPU (default: 1, no supervisor)",
+    )
+    # Set by the supervisor on the command lines of its workers only.
+    proxy.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    proxy.add_argument("--worker-channel", type=int, default=None, help=argparse.SUPPRESS)
+    proxy.add_argument("--shared-state", default=None, help=argparse.SUPPRESS)
     extra_commands.update(_add_control_commands(sub, argv))
     validate = sub.add_parser(
         "validate",
@@ -149,12 +178,49 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
 
     config = load_bootstrap(args.config)
     drain = args.drain_timeout or DEFAULT_DRAIN_TIMEOUT
+    if args.worker_channel is not None:
+        return _proxy_worker(args, config, drain)
+    if args.workers > 1:
+        return _proxy_supervisor(args, config, drain)
 
     async def main() -> None:
         server = ProxyServer(config, drain_timeout=drain)
         await server.run_until_signalled()
 
     _run_loop(main(), args.loop)
+    return 0
+
+
+def _proxy_supervisor(args: argparse.Namespace, config: ProxyConfig, drain: float) -> int:
+    """``aeraki proxy --workers N``: run N workers (:mod:`aeraki.proxy.workers`)."""
+    from aeraki.proxy.workers import Supervisor, check_shareable, worker_command
+
+    check_shareable(config)
+    logs = ["--log-level", args.log_level, "--log-format", args.log_format]
+    run = ["-c", os.path.abspath(args.config), "--drain-timeout", str(drain), "--loop", args.loop]
+    argv = worker_command([*logs, "proxy", *run])
+    supervisor = Supervisor(config, argv, args.workers, drain_timeout=drain)
+    asyncio.run(supervisor.run_until_signalled())
+    return 0
+
+
+def _proxy_worker(args: argparse.Namespace, config: ProxyConfig, drain: float) -> int:
+    """One worker under a supervisor: shared rate-limit store, internal admin port."""
+    import dataclasses
+
+    from aeraki.proxy.config import AdminConfig, SocketAddress
+    from aeraki.proxy.filters.shared_buckets import attach_store
+    from aeraki.proxy.server import ProxyServer
+    from aeraki.proxy.workers import serve_worker
+
+    configure_logging(args.log_level, args.log_format, worker=args.worker_index)
+    if args.shared_state:
+        attach_store(args.shared_state)
+    if config.admin is not None:  # the supervisor serves the configured address
+        internal = AdminConfig(address=SocketAddress("127.0.0.1", 0))
+        config = dataclasses.replace(config, admin=internal)
+    server = ProxyServer(config, drain_timeout=drain)
+    _run_loop(serve_worker(server, args.worker_channel, args.worker_index), args.loop)
     return 0
 
 

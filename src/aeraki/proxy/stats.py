@@ -15,6 +15,7 @@ __all__ = [
     "LISTENER_STATS",
     "LOCAL_RATE_LIMIT_STATS",
     "RATE_LIMIT_STATS",
+    "SUPERVISOR_STATS",
     "ClusterStats",
     "ListenerStats",
     "LocalRateLimitStats",
@@ -113,6 +114,13 @@ RATE_LIMIT_STATS: tuple[StatSpec, ...] = (
     StatSpec("over_limit", "counter", "Requests answered OverLimit on the service's word."),
     StatSpec("error", "counter", "Calls to the rate limit service that failed or timed out."),
     StatSpec("failure_mode_allowed", "counter", "Requests let through despite an error."),
+)
+
+#: The supervisor's own, when the proxy runs several worker processes (``--workers``):
+#: reported as ``server.<stat>`` next to the workers' summed stats.
+SUPERVISOR_STATS: tuple[StatSpec, ...] = (
+    StatSpec("workers", "gauge", "Worker processes running."),
+    StatSpec("worker_restarts", "counter", "Worker processes replaced after they exited."),
 )
 
 
