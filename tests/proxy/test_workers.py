@@ -138,6 +138,26 @@ async def test_a_worker_dying_later_is_replaced(
     assert supervisor.workers[0].process.returncode is None
 
 
+async def test_a_dead_worker_leaves_the_admin_view_until_replaced(
+    fake_argv: list[str],
+    tmp_path: Path,
+    stopper: list[Supervisor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "RESTART_DELAY", 60.0)  # the replacement waits: stop() ends it
+    supervisor = _supervisor(fake_argv, "exit-once", tmp_path, count=1)
+    stopper.append(supervisor)
+    await supervisor.start()
+    await asyncio.wait_for(supervisor.workers[0].process.wait(), 20)
+    for _ in range(100):  # the watcher runs on a later loop turn than this wait's return
+        if not supervisor.workers:
+            break
+        await asyncio.sleep(0)
+    assert supervisor.workers == {}  # pages now answer for the workers alive: none
+    assert await supervisor.stop() is True
+    assert supervisor.restarts_total == 0  # stopped during the back-off: nothing spawned
+
+
 async def test_stop_ends_every_worker_and_removes_the_store(
     fake_argv: list[str], tmp_path: Path, stopper: list[Supervisor]
 ) -> None:

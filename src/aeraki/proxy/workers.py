@@ -253,6 +253,10 @@ class Supervisor:
         handle.writer.close()
         if self.stopping:
             return
+        # Out of the admin's view until replaced: pages answer for the workers alive (their
+        # totals drop by the dead one's counters, which Prometheus reads as a counter reset).
+        if self.workers.get(handle.index) is handle:
+            del self.workers[handle.index]
         uptime = time.monotonic() - handle.started_at
         restarts = 0 if uptime >= HEALTHY_UPTIME else handle.restarts + 1
         delay = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** max(0, restarts - 1))

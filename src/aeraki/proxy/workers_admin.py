@@ -7,8 +7,9 @@ counter and gauge and every histogram bucket across workers, ``/clusters`` sums 
 load and joins its health flags, ``/ready`` is LIVE when every worker is, ``/config_dump`` is
 the first worker's (all get the same configuration) plus the list of workers, and
 ``POST /logging`` changes every worker. ``/workers`` lists them (index, pid, internal admin
-port, restarts). A worker that does not answer makes the page fail (503 naming it) rather
-than return totals missing one worker's share.
+port, restarts). A worker that exited is out of the view until its replacement reports (its
+counters died with it; Prometheus reads the drop as a counter reset). A live worker that does
+not answer makes the page fail (503 naming it) rather than return totals missing its share.
 """
 
 from __future__ import annotations
