@@ -58,7 +58,8 @@ class DownstreamConnection(CoalescedWriter, asyncio.Protocol):
             self._idle_timer = self._loop.call_later(idle, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = self._loop.time()
+        if self._idle_timer is not None:  # only the idle check reads it
+            self._last_read = self._loop.time()
         listener = self.listener
         try:
             messages = self.codec.decode(data)
@@ -135,7 +136,9 @@ class DownstreamConnection(CoalescedWriter, asyncio.Protocol):
         listener = self.listener
         stats = listener.stats
         route = request.route
-        mutation = dict(route.response_mutation) if route is not None else {}
+        # A copy per request (encoder filters may add to it); a plain route has nothing to copy.
+        rule = route.response_mutation if route is not None else None
+        mutation = dict(rule) if rule else {}
         encoders: list[EncoderFilter] = listener.encoder_filters
         for encoder in encoders:
             encoder.on_response(request, response, mutation)

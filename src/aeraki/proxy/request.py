@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 _getrandbits = random.getrandbits
 _random = random.random
 _monotonic = time.monotonic
+# Enum members read per request, bound once (a member lookup costs ~70 ns on CPython 3.11).
+_ONEWAY = MessageType.ONEWAY
+_OK = ResponseStatus.OK
+_CONTINUE = FilterStatus.CONTINUE
+_SUCCESS = Outcome.SUCCESS
 
 #: A retry re-asks the load balancer this many times for a host other than the one that
 #: just failed (Envoy's ``previous_hosts`` predicate with ``host_selection_retry_max_attempts``).
@@ -111,7 +116,7 @@ class ActiveRequest:
         self.is_done = False
         #: counted in the pool's and host's in-flight gauges (undone exactly once).
         self.in_flight = False
-        self.is_oneway = metadata.message_type is MessageType.ONEWAY
+        self.is_oneway = metadata.message_type is _ONEWAY
         #: the decoder filter to run next (a paused filter resumes after itself).
         self.filter_index = 0
         self.cluster_name = ""
@@ -132,7 +137,7 @@ class ActiveRequest:
             decoder = decoders[self.filter_index]
             self.filter_index += 1
             status = decoder.on_request(self)
-            if status is not FilterStatus.CONTINUE or self.is_done:
+            if status is not _CONTINUE or self.is_done:
                 return
         self._route()
 
@@ -220,14 +225,15 @@ class ActiveRequest:
             return
         self.attempts += 1
         self.last_host = host
-        pool = cluster.pool_for(host, listener.codec_cls, multiplexed=listener.multiplexed)
+        multiplexed = listener.multiplexed
+        pool = cluster.pool_for(host, listener.codec_cls, multiplexed=multiplexed)
         self.pool = pool
         policy = route.retry_policy
         if policy is not None and policy.per_try_timeout is not None and not self.is_oneway:
             loop = asyncio.get_running_loop()
             self.try_timer = loop.call_later(policy.per_try_timeout, self._on_try_timeout)
         try:
-            if listener.multiplexed:
+            if multiplexed:
                 connection = pool.acquire_shared(self, listener.shared_key(self.downstream))
             else:
                 connection = pool.acquire(self)
@@ -348,9 +354,9 @@ class ActiveRequest:
         if not connection.is_multiplexed:
             pool.release(connection)
         host = pool.host
-        if response.response_status is ResponseStatus.OK:
+        if response.response_status is _OK:
             if host.monitor is not None:
-                host.report(Outcome.SUCCESS)
+                host.report(_SUCCESS)
             if self.attempts > 1:
                 pool.stats.upstream_rq_retry_success += 1
         else:

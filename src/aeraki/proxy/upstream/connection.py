@@ -30,6 +30,9 @@ __all__ = ["UpstreamConnection", "UpstreamRequest"]
 
 log = logging.getLogger(__name__)
 
+#: Bound once: an enum member lookup per response costs ~70 ns on CPython 3.11.
+_HEARTBEAT = MessageType.HEARTBEAT
+
 
 class UpstreamRequest(Protocol):
     """What an upstream connection needs from a request it carries."""
@@ -73,7 +76,7 @@ class UpstreamConnection(CoalescedWriter, asyncio.Protocol):
             self.close()
             return
         for response in messages:
-            if response.message_type is MessageType.HEARTBEAT:
+            if response.message_type is _HEARTBEAT:
                 continue  # upstream heartbeats are swallowed (§9)
             self._dispatch(response)
 
