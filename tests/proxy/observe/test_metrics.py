@@ -3,7 +3,12 @@ running proxy (fake codec, real loopback TCP) read back through ``/stats/prometh
 
 from __future__ import annotations
 
-from aeraki.codec.api import MessageType
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
+
+import pytest
+
+from aeraki.codec.api import MessageType, ResponseStatus
 from aeraki.proxy.observe import prometheus
 from aeraki.proxy.observe.metrics import (
     DURATION_BUCKETS_MS,
@@ -15,6 +20,9 @@ from aeraki.proxy.server import ProxyServer
 from tests.proxy.filters.helpers import running
 from tests.proxy.harness import FakeClient, FakeUpstream, cluster, exact, is_error, listener, route
 from tests.proxy.observe.promtext import Family, parse
+
+if TYPE_CHECKING:
+    from aeraki.proxy.request import ActiveRequest
 
 
 def test_histogram_bounds_are_inclusive_and_cumulative() -> None:
@@ -100,3 +108,30 @@ async def test_one_way_requests_are_counted_without_response() -> None:
         requests = _families(server)["aeraki_meta_protocol_requests_total"]
     assert requests.value(method="notify", response_code="NONE") == 1
     up.close()
+
+
+def _ended(cluster: str, method: str, ms: float) -> ActiveRequest:
+    fake = SimpleNamespace(
+        response=SimpleNamespace(response_status=ResponseStatus.OK),
+        local_error=None,
+        metadata=SimpleNamespace(strings={"method": method}),
+        cluster_name=cluster,
+        started=5.0,
+        ended=5.0 + ms / 1000.0,
+    )
+    return cast("ActiveRequest", fake)
+
+
+def test_requests_snapshot_and_shared_duration_histogram() -> None:
+    metrics = RequestMetrics()
+    for method, ms in (("a", 0.2), ("a", 3.0), ("b", 7.0)):
+        metrics.on_request_done(_ended("c1", method, ms))
+    snapshot = metrics.requests
+    assert snapshot == {("c1", "a", "OK"): 2, ("c1", "b", "OK"): 1}
+    metrics.on_request_done(_ended("c1", "a", 0.1))
+    assert snapshot[("c1", "a", "OK")] == 2  # a copy: the exposition reads a stable view
+    assert metrics.requests[("c1", "a", "OK")] == 3
+    (histogram,) = metrics.durations.values()  # both methods of (c1, OK) share it
+    assert sum(histogram.counts) == 4
+    assert histogram.counts[0] == 2  # 0.2 and 0.1 ms <= 0.5
+    assert histogram.sum == pytest.approx(10.3)

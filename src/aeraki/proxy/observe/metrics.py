@@ -3,9 +3,9 @@
 A :class:`RequestMetrics` is the listener's metrics observer (``ListenerRuntime.observers``):
 told about every ended request, it counts it under ``(cluster, method, response code)`` and
 puts its duration into the ``(cluster, response code)`` histogram. A label combination is a
-tuple key into a dict of plain ints / :class:`Histogram` objects built on first sight (the
-"cached label children" of a Prometheus client, without its locks and objects), so a request
-costs two dict lookups, a bisect and three int additions, and no allocation but the keys.
+tuple key into a dict of children (a count and a :class:`Histogram`) built on first sight (the
+"cached label children" of a Prometheus client, without its locks), so a request costs one
+dict lookup, a bisect and three int additions, and no allocation but the key.
 
 Cardinality is bounded: each listener admits at most :data:`MAX_METHODS` distinct method
 names; later new ones are counted as ``method="other"`` (a client sending random method names
@@ -109,22 +109,36 @@ def response_code(request: ActiveRequest) -> str:
     return NO_RESPONSE
 
 
+class _Child:
+    """One label combination's series: its request count and its duration histogram (shared
+    by the methods of a ``(cluster, response code)``)."""
+
+    __slots__ = ("count", "histogram")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.count = 0
+        self.histogram = histogram
+
+
 class RequestMetrics:
     """The metrics observer of one listener (see the module docstring)."""
 
-    __slots__ = ("children", "durations", "max_methods", "methods", "requests")
+    __slots__ = ("children", "durations", "max_methods", "methods")
 
     def __init__(self, max_methods: int = MAX_METHODS) -> None:
         self.max_methods = max_methods
         #: method names admitted as label values.
         self.methods: set[str] = set()
-        #: ``(cluster, method, response code)`` -> requests.
-        self.requests: dict[tuple[str, str, str], int] = {}
         #: ``(cluster, response code)`` -> duration histogram (ms).
         self.durations: dict[tuple[str, str], Histogram] = {}
-        #: ``(cluster, method, response code)`` -> its duration histogram (the cached child:
-        #: one lookup per request finds both series).
-        self.children: dict[tuple[str, str, str], Histogram] = {}
+        #: ``(cluster, method, response code)`` -> its series (the cached child: one lookup
+        #: per request finds both the counter and the histogram).
+        self.children: dict[tuple[str, str, str], _Child] = {}
+
+    @property
+    def requests(self) -> dict[tuple[str, str, str], int]:
+        """``(cluster, method, response code)`` -> requests (a snapshot, for the exposition)."""
+        return {key: child.count for key, child in list(self.children.items())}
 
     def on_request_done(self, request: ActiveRequest) -> None:
         """Count ``request`` and its duration."""
@@ -137,10 +151,11 @@ class RequestMetrics:
         if method not in self.methods:
             method = self._admit(method)
         key = (request.cluster_name, method, code)
-        histogram = self.children.get(key)
-        if histogram is None:
-            histogram = self._child(key)
-        self.requests[key] += 1
+        child = self.children.get(key)
+        if child is None:
+            child = self._child(key)
+        child.count += 1
+        histogram = child.histogram
         ms = (request.ended - request.started) * 1000.0
         histogram.counts[_bisect_left(histogram.bounds, ms)] += 1
         histogram.sum += ms
@@ -152,12 +167,11 @@ class RequestMetrics:
         self.methods.add(method)
         return method
 
-    def _child(self, key: tuple[str, str, str]) -> Histogram:
+    def _child(self, key: tuple[str, str, str]) -> _Child:
         """Create the series of a new label combination."""
         cluster, _, code = key
         histogram = self.durations.get((cluster, code))
         if histogram is None:
             histogram = self.durations[(cluster, code)] = Histogram()
-        self.requests[key] = 0
-        self.children[key] = histogram
-        return histogram
+        child = self.children[key] = _Child(histogram)
+        return child
