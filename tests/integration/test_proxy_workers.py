@@ -187,12 +187,12 @@ def test_local_rate_limit_is_one_limit_across_workers(
     # one bucket for both workers: exactly its tokens got through (each alone would allow 10)
     assert outcomes == {"ok": tokens, "limited": CONNECTIONS - tokens}
     stats = proxy.stats()
-    assert stats["meta_protocol.thrift.thrift.local_rate_limit.ok"] == tokens
-    assert stats["meta_protocol.thrift.thrift.local_rate_limit.rate_limited"] == (
+    assert stats["meta_protocol.echo.local_rate_limit.ok"] == tokens
+    assert stats["meta_protocol.echo.local_rate_limit.rate_limited"] == (
         CONNECTIONS - tokens
     )
     limited = [
-        _worker_stats(w)["meta_protocol.thrift.thrift.local_rate_limit.rate_limited"]
+        _worker_stats(w)["meta_protocol.echo.local_rate_limit.rate_limited"]
         for w in _workers(proxy)
     ]
     assert all(n > 0 for n in limited), limited  # both workers refused from the one bucket

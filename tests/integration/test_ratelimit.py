@@ -98,11 +98,12 @@ async def dubbo(mesh: Mesh, frames: list[bytes]) -> list[DubboFrame]:
     return sorted(replies, key=lambda f: f.request_id)
 
 
-def local_stats(mesh: Mesh, listener_prefix: str) -> dict[str, int]:
-    """The proxy's local rate limit counters of one outbound listener."""
+def local_stats(mesh: Mesh, host: str) -> dict[str, int]:
+    """The proxy's local rate limit counters for the MetaRouter of ``host``: Aeraki's names,
+    ``meta_protocol.<the filter's stat_prefix: the host>.local_rate_limit.<stat>``."""
     stats = mesh.proxy.stats()
-    tail = f"{listener_prefix}.local_rate_limit."
-    return {k.rsplit(".", 1)[1]: v for k, v in stats.items() if tail in k}
+    head = f"meta_protocol.{host}.local_rate_limit."
+    return {k.removeprefix(head): v for k, v in stats.items() if k.startswith(head)}
 
 
 # -- local --------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ async def test_local_limit_holds_the_configured_rate(mesh: Mesh) -> None:
     rate = (allowed - 100) / seconds
     print(f"local limit: {allowed} allowed, {refused} refused in {seconds:.3f}s: {rate:.1f}/s")
     assert abs(rate - 50.0) <= 5.0, (allowed, refused, seconds)
-    assert local_stats(mesh, f"outbound|{mesh.thrift_port}||{THRIFT}") == {
+    assert local_stats(mesh, THRIFT) == {
         "ok": allowed,
         "rate_limited": refused,
     }

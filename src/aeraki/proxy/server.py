@@ -222,12 +222,17 @@ class ProxyServer:
     def stats(self) -> dict[str, int]:
         """Every stat, by its full Envoy-style name."""
         out: dict[str, int] = {}
+        named_in_full: dict[str, int] = {}
         for listener in self.listeners:
             runtime = listener.runtime
             proxy = runtime.config.proxy
             prefix = f"meta_protocol.{runtime.application_protocol}.{proxy.stat_prefix}."
             for name, value in runtime.stats.snapshot().items():
                 out[prefix + name] = value
+            # Envoy keeps one counter per name: listeners sharing a filter stat_prefix add up.
+            for name, value in runtime.stats.full_snapshot().items():
+                named_in_full[name] = named_in_full.get(name, 0) + value
+        out.update(named_in_full)
         for cluster in self.clusters.clusters.values():
             for name, value in cluster.stats.snapshot().items():
                 out[f"cluster.{cluster.name}.{name}"] = value

@@ -143,7 +143,7 @@ class ListenerStats(_Counters):
     """Counters of one listener (one attribute per :data:`LISTENER_STATS` entry), plus the
     counters of its filters (:attr:`filter_stats`)."""
 
-    __slots__ = (*(spec.name for spec in LISTENER_STATS), "filter_stats")
+    __slots__ = (*(spec.name for spec in LISTENER_STATS), "filter_stats", "full_prefixes")
     SPECS = LISTENER_STATS
 
     request: int
@@ -176,13 +176,34 @@ class ListenerStats(_Counters):
         #: built and reported as ``<prefix>.<stat>`` (the holder may outlive the listener:
         #: rate limit buckets and their counters survive a listener update).
         self.filter_stats: dict[str, _Counters] = {}
+        #: filters whose stats Envoy names outside the listener's scope: prefix -> full
+        #: prefix (the local rate limit's ``meta_protocol.<its stat_prefix>.local_rate_limit``,
+        #: reference §22.2), so dashboards built for Aeraki find them where they were.
+        self.full_prefixes: dict[str, str] = {}
+
+    def add_filter_stats(self, prefix: str, stats: _Counters, full_prefix: str = "") -> None:
+        """Report ``stats`` as ``<listener prefix>.<prefix>.<stat>``, or as
+        ``<full_prefix>.<stat>`` when given."""
+        self.filter_stats[prefix] = stats
+        if full_prefix:
+            self.full_prefixes[prefix] = full_prefix
 
     def snapshot(self) -> dict[str, int]:
-        """Current values by stat name, the filters' included."""
+        """Current values by stat name (under the listener's prefix), the filters' included
+        but those named in full (:meth:`full_snapshot`)."""
         out = super().snapshot()
         for prefix, stats in self.filter_stats.items():
-            for name, value in stats.snapshot().items():
-                out[f"{prefix}.{name}"] = value
+            if prefix not in self.full_prefixes:
+                for name, value in stats.snapshot().items():
+                    out[f"{prefix}.{name}"] = value
+        return out
+
+    def full_snapshot(self) -> dict[str, int]:
+        """The filters' stats named in full, by full name."""
+        out: dict[str, int] = {}
+        for prefix, full in self.full_prefixes.items():
+            for name, value in self.filter_stats[prefix].snapshot().items():
+                out[f"{full}.{name}"] = value
         return out
 
 

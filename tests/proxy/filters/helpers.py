@@ -55,6 +55,15 @@ async def running(config: ProxyConfig) -> AsyncIterator[ProxyServer]:
         await server.shutdown()
 
 
+def local_limit_stats(server: ProxyServer, stat_prefix: str) -> dict[str, int]:
+    """The local rate limit counters of the filter configured with ``stat_prefix``, by the
+    reference's names (``meta_protocol.<stat_prefix>.local_rate_limit.<stat>``, §22.2)."""
+    every = server.stats()
+    assert not [n for n in every if n.startswith("meta_protocol.fake.test.local_rate_limit")]
+    prefix = f"meta_protocol.{stat_prefix}.local_rate_limit."
+    return {n: every[prefix + n] for n in ("ok", "rate_limited")}
+
+
 def stats(server: ProxyServer, prefix: str, names: Sequence[str]) -> dict[str, int]:
     """The listener stats ``<prefix>.<name>`` of the test listener (``meta_protocol.fake.test``)."""
     every = server.stats()

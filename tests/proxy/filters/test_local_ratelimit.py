@@ -16,6 +16,7 @@ import aeraki.xds
 from aeraki.codec.api import ErrorType, Metadata
 from aeraki.errors import ConfigError
 from aeraki.proxy.bootstrap import ConfigErrors, bootstrap_from_dict
+from aeraki.proxy.config import SocketAddress
 from aeraki.proxy.filters.api import FilterStatus
 from aeraki.proxy.filters.local_ratelimit import (
     BucketSpec,
@@ -34,7 +35,13 @@ from aeraki.proxy.filters.shared_buckets import (
 from aeraki.proxy.xds_apply import listeners_from_resources
 from aeraki.xds import pack
 from aeraki.xds.gen.meta_protocol_proxy.v1alpha.meta_protocol_proxy_pb2 import MetaProtocolFilter
-from tests.proxy.filters.helpers import LOCAL, local_config, running, stats, with_filters
+from tests.proxy.filters.helpers import (
+    LOCAL,
+    local_config,
+    local_limit_stats,
+    running,
+    with_filters,
+)
 from tests.proxy.filters.test_shared_buckets import run_in_processes
 from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
 from tests.proxy.test_bootstrap import TC, base, tc
@@ -309,7 +316,7 @@ async def test_limit_is_shared_by_every_connection_and_counted() -> None:
         assert len(limited) == 3
         assert all(r.get_string("server") == "v1" for r in replies if r not in limited)
         assert len(up.received) == 3
-        assert stats(server, "local_rate_limit", ["ok", "rate_limited"]) == {
+        assert local_limit_stats(server, "svc") == {
             "ok": 3,
             "rate_limited": 3,
         }
@@ -492,13 +499,35 @@ async def test_two_proxies_with_a_store_share_the_limit_of_their_listener(store:
         assert len(limited) == 3
         assert len(up.received) == 3
         # Each proxy counts its own requests.
-        assert stats(first, "local_rate_limit", ["ok", "rate_limited"]) == {
+        assert local_limit_stats(first, "svc") == {
             "ok": 2,
             "rate_limited": 1,
         }
-        assert stats(second, "local_rate_limit", ["ok", "rate_limited"]) == {
+        assert local_limit_stats(second, "svc") == {
             "ok": 1,
             "rate_limited": 2,
         }
+    finally:
+        up.close()
+
+
+async def test_listeners_whose_limits_share_a_stat_prefix_add_up() -> None:
+    """Envoy keeps one counter per name: two listeners' limits named ``svc`` count together
+    (each still has its own bucket)."""
+    up = await FakeUpstream("v1").start()
+    try:
+        config = {"stat_prefix": "svc", "token_bucket": {"max_tokens": 1, "fill_interval": "3600s"}}
+        one = with_filters(
+            listener(route("c1"), clusters=[cluster("c1", up.port)]), (LOCAL, local_config(config))
+        )
+        first = one.listeners[0]
+        second = dataclasses.replace(first, name="second", address=SocketAddress("127.0.0.1", 0))
+        async with running(dataclasses.replace(one, listeners=(first, second))) as server:
+            for each in server.listeners:
+                client = await FakeClient().connect(each.port)
+                for i in range(2):
+                    await client.call(i, {"method": "m"})
+                await client.close()
+        assert local_limit_stats(server, "svc") == {"ok": 2, "rate_limited": 2}
     finally:
         up.close()

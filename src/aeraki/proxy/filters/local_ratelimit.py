@@ -58,7 +58,8 @@ __all__ = [
 ]
 
 NAME = "aeraki.meta_protocol.filters.local_ratelimit"
-#: Where the filter's counters appear under the listener's stat prefix (§22.2).
+#: The filter's counters: ``meta_protocol.<its stat_prefix>.local_rate_limit.<stat>`` in /stats
+#: (§22.2, outside the listener's scope), listener-labelled in /stats/prometheus.
 STAT_PREFIX = "local_rate_limit"
 
 Clock = Callable[[], float]
@@ -262,7 +263,8 @@ def _factory(config: Any, listener: ListenerRuntime) -> LocalRateLimitFilter:
     limiter = shared_state(
         listener, NAME, config, lambda: compile_limiter(config, listener_name=listener.name)
     )
-    listener.stats.filter_stats[STAT_PREFIX] = limiter.stats
+    full_prefix = f"meta_protocol.{config.stat_prefix}.{STAT_PREFIX}"  # §22.2's names
+    listener.stats.add_filter_stats(STAT_PREFIX, limiter.stats, full_prefix)
     return LocalRateLimitFilter(limiter)
 
 
