@@ -111,8 +111,8 @@ SETTINGS: dict[str, Setting] = {
             "--tracing-otlp",
             "AERAKI_TRACING_OTLP",
             "",
-            "IP:PORT of an OTLP/gRPC collector: every MetaProtocol listener traces there "
-            "(empty: off)",
+            "HOST:PORT of an OTLP/gRPC collector (IP or DNS name): every MetaProtocol listener "
+            "traces there (empty: off)",
         ),
         Setting(
             "--tracing-sampling",

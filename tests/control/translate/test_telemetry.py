@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
 
@@ -15,6 +16,7 @@ from aeraki.control.translate.telemetry import (
     ISTIO_STATS_FILTER,
     METADATA_EXCHANGE_FILTER,
     OTLP_CLUSTER,
+    otlp_cluster,
     parse_otlp_address,
 )
 from aeraki.proxy.xds_apply import listeners_from_resources
@@ -87,10 +89,13 @@ def test_istio_telemetry_alone_sets_direction_without_tracing() -> None:
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("4317", "expected IP:PORT"),
-        ("127.0.0.1:", "expected IP:PORT"),
-        ("127.0.0.1:70000", "expected IP:PORT"),
-        ("collector:4317", "expected an IP address"),
+        ("4317", "expected HOST:PORT"),
+        ("127.0.0.1:", "expected HOST:PORT"),
+        ("127.0.0.1:70000", "expected HOST:PORT"),
+        ("under_score:4317", "expected an IP address or a DNS name"),
+        ("-collector:4317", "expected an IP address or a DNS name"),
+        ("a..b:4317", "expected an IP address or a DNS name"),
+        ("[collector]:4317", "not an IPv6 address in brackets"),
     ],
 )
 def test_bad_otlp_address(text: str, error: str) -> None:
@@ -101,6 +106,22 @@ def test_bad_otlp_address(text: str, error: str) -> None:
 def test_otlp_address_forms() -> None:
     assert parse_otlp_address("127.0.0.1:4317") == ("127.0.0.1", 4317)
     assert parse_otlp_address("[::1]:4317") == ("::1", 4317)
+    name = "otel-collector.observability.svc.cluster.local"
+    assert parse_otlp_address(f"{name}:4317") == (name, 4317)
+
+
+def test_collector_cluster_is_static_for_an_ip_and_strict_dns_for_a_name() -> None:
+    by_ip = otlp_cluster(TranslateOptions(tracing_otlp="127.0.0.1:4317"))
+    by_name = otlp_cluster(TranslateOptions(tracing_otlp="collector.obs.svc:4317"))
+    assert by_ip is not None
+    assert by_name is not None
+    assert by_ip.type == cluster_pb2.Cluster.STATIC
+    assert by_name.type == cluster_pb2.Cluster.STRICT_DNS
+    address = by_name.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address
+    assert (address.socket_address.address, address.socket_address.port_value) == (
+        "collector.obs.svc",
+        4317,
+    )
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -131,13 +152,13 @@ def test_cli_defaults_are_off_and_flags_reach_the_options(
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        (["--tracing-otlp", "collector:4317"], {}, "--tracing-otlp: expected an IP address"),
-        (["--tracing-otlp", "4317"], {}, "--tracing-otlp: expected IP:PORT"),
+        (["--tracing-otlp", "coll_ector:4317"], {}, "--tracing-otlp: expected an IP address"),
+        (["--tracing-otlp", "4317"], {}, "--tracing-otlp: expected HOST:PORT"),
         (["--tracing-sampling", "101"], {}, "--tracing-sampling: must be within [0, 100]"),
         (["--tracing-sampling", "x"], {}, "--tracing-sampling: not a number"),
         (["--istio-telemetry=maybe"], {}, "--istio-telemetry: expected true or false"),
         ([], {"AERAKI_TRACING_SAMPLING": "-1"}, "--tracing-sampling: must be within"),
-        ([], {"AERAKI_TRACING_OTLP": "a:b"}, "--tracing-otlp: expected IP:PORT"),
+        ([], {"AERAKI_TRACING_OTLP": "a:b"}, "--tracing-otlp: expected HOST:PORT"),
     ],
 )
 def test_cli_bad_values_exit_2_with_one_line(

@@ -6,7 +6,8 @@ meta-protocol-proxy §22.4-§22.5, §24):
 
 - ``tracing_otlp`` (``HOST:PORT`` of an OTLP/gRPC collector): every MetaProtocol listener
   gets a ``tracing`` block whose ``envoy.tracers.opentelemetry`` provider exports to the
-  STATIC cluster :data:`OTLP_CLUSTER`, which the translation adds; ``random_sampling`` is
+  cluster :data:`OTLP_CLUSTER`, which the translation adds (STATIC for an IP, STRICT_DNS for
+  a host name such as a Kubernetes service's, resolved by the proxy); ``random_sampling`` is
   ``tracing_sampling`` percent (Istio's default 1 %), client and overall sampling 100 %, as
   Aeraki's EnvoyFilters write it.
 - ``istio_telemetry``: ``metadata_exchange`` and ``istio_stats{destination_service}`` just
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, grpc_service_pb2, protocol_pb2
@@ -63,18 +65,36 @@ def _pack(msg: object) -> any_pb2.Any:
 
 
 def parse_otlp_address(text: str) -> tuple[str, int]:
-    """``IP:PORT`` (IPv6 in brackets) of the collector; ``ValueError`` says what is wrong.
-
-    An IP, not a host name: the collector's cluster is STATIC (resolved once, here)."""
+    """``HOST:PORT`` of the collector (an IP, IPv6 in brackets, or a DNS name);
+    ``ValueError`` says what is wrong."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"expected IP:PORT of an OTLP/gRPC collector, got {text!r}")
-    host = host.strip("[]")
+        raise ValueError(f"expected HOST:PORT of an OTLP/gRPC collector, got {text!r}")
+    if host.startswith("["):
+        host = host.strip("[]")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv6 address in brackets: {host!r}") from None
+    elif not _is_ip(host) and not _DNS_NAME.fullmatch(host):
+        raise ValueError(f"expected an IP address or a DNS name, got {host!r}")
+    return host, int(port)
+
+
+#: A DNS name as a cluster may resolve it: dot-separated labels of letters, digits and
+#: inner hyphens (RFC 1123), 253 characters at most.
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?"
+)
+
+
+def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"expected an IP address (STATIC cluster), got {host!r}") from None
-    return host, int(port)
+        return False
+    return True
 
 
 def telemetry_on(options: TranslateOptions) -> bool:
@@ -103,11 +123,14 @@ def tracing(options: TranslateOptions) -> mpp_pb2.Tracing | None:
 
 
 def otlp_cluster(options: TranslateOptions) -> cluster_pb2.Cluster | None:
-    """The STATIC cluster of the collector, or ``None`` when tracing is off."""
+    """The collector's cluster (STATIC for an IP, STRICT_DNS for a name), or ``None`` when
+    tracing is off."""
     if not options.tracing_otlp:
         return None
     host, port = parse_otlp_address(options.tracing_otlp)
     cluster = static_cluster(OTLP_CLUSTER, host, port, options)
+    if not _is_ip(host):
+        cluster.type = cluster_pb2.Cluster.STRICT_DNS
     cluster.http2_protocol_options.CopyFrom(protocol_pb2.Http2ProtocolOptions())
     return cluster
 
