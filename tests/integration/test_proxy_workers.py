@@ -141,6 +141,7 @@ def test_workers_share_the_listener_and_the_admin_sums_them(
     dump = json.loads(proxy.admin("/config_dump"))
     assert [listener["name"] for listener in dump["listeners"]] == ["thrift"]
     assert len(dump["workers"]) == WORKERS
+    assert dump["bootstrap"]["admin"]["address"]["port"] == proxy.admin_port
 
 
 def test_prometheus_scraping_the_supervisor_sees_every_worker(

@@ -190,6 +190,11 @@ async def _config_dump(supervisor: Supervisor) -> Response:
     if status != 200:
         raise WorkerUnavailable(f"worker {handles[0].index}: /config_dump answered {status}")
     dump = json.loads(body)
+    admin = supervisor.config.admin
+    if admin is not None and isinstance(dump.get("bootstrap"), dict):  # not the internal port
+        dump["bootstrap"]["admin"] = {
+            "address": {"host": admin.address.host, "port": admin.address.port}
+        }
     dump["workers"] = _worker_list(supervisor)
     return 200, "application/json", json.dumps(dump, indent=2) + "\n"
 
