@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from aeraki.control.sources.api import ConfigSource
 from aeraki.control.status import Status, cluster_traffic, render
 from aeraki.logging_setup import LOG_FORMATS, LOG_LEVELS
 from aeraki.logging_setup import configure as configure_logging
+from aeraki.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from aeraki.control.status_rich import RichStatus
@@ -611,28 +611,25 @@ async def run_mesh(
     )
     source.on_problem = plane.on_source_problem
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(RuntimeError, ValueError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
-    port = await plane.start()
-    config = bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=admin_port, delta=delta))
-    proxy = ProxyServer(config, drain_timeout=2.0)
-    try:
-        await proxy.start()
-        deadline = None if duration is None else loop.time() + duration
-        where = f"{directory}, xDS :{port}"
-        view = None if no_status else _StatusView(plane, proxy, out, where)
+    with stop_on_signals(stop):
+        port = await plane.start()
+        config = bootstrap_from_dict(
+            local_proxy_bootstrap(port, admin_port=admin_port, delta=delta)
+        )
+        proxy = ProxyServer(config, drain_timeout=2.0)
         try:
-            await _status_loop(view, interval, stop, deadline)
+            await proxy.start()
+            deadline = None if duration is None else loop.time() + duration
+            where = f"{directory}, xDS :{port}"
+            view = None if no_status else _StatusView(plane, proxy, out, where)
+            try:
+                await _status_loop(view, interval, stop, deadline)
+            finally:
+                if view is not None:
+                    view.close()
         finally:
-            if view is not None:
-                view.close()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
-        await proxy.shutdown()
-        await plane.stop(grace=0.5)
+            await proxy.shutdown()
+            await plane.stop(grace=0.5)
     return 0
 
 

@@ -26,7 +26,6 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,6 +48,7 @@ from aeraki.control.xds import (
     union,
 )
 from aeraki.errors import ConfigError
+from aeraki.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from aeraki.control.leadership import Role
@@ -212,18 +212,13 @@ class ControlPlane:
 
     async def run_until_signalled(self, stop: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT (or ``stop`` is set), then stop cleanly."""
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        port = await self.start()
-        log.info("control plane: xDS on %s:%d (pid %d)", self.xds_host, port, os.getpid())
-        try:
-            await stop.wait()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await self.stop(grace=1.0)
+        with stop_on_signals(stop) as stopping:
+            port = await self.start()
+            log.info("control plane: xDS on %s:%d (pid %d)", self.xds_host, port, os.getpid())
+            try:
+                await stopping.wait()
+            finally:
+                await self.stop(grace=1.0)
 
     @property
     def port(self) -> int:

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import enum
 import logging
-import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from aeraki.proxy.config import ClusterConfig, DiscoveryType, ListenerConfig, Pr
 from aeraki.proxy.listener import Listener, ListenerRuntime
 from aeraki.proxy.routing import RouteTable
 from aeraki.proxy.upstream.cluster import ClusterManager
+from aeraki.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from aeraki.proxy.xds_client import XdsClient
@@ -204,19 +204,16 @@ class ProxyServer:
 
     async def run_until_signalled(self) -> None:
         """Serve until SIGTERM/SIGINT, then shut down gracefully."""
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        log.info(
-            "proxy ready: %d listener(s), %d cluster(s)",
-            len(self.listeners),
-            len(self.clusters.clusters),
-        )
-        await stop.wait()
-        log.info("signal received: draining for up to %.1fs", self.drain_timeout)
-        clean = await self.shutdown()
+        with stop_on_signals() as stop:
+            await self.start()
+            log.info(
+                "proxy ready: %d listener(s), %d cluster(s)",
+                len(self.listeners),
+                len(self.clusters.clusters),
+            )
+            await stop.wait()
+            log.info("signal received: draining for up to %.1fs", self.drain_timeout)
+            clean = await self.shutdown()
         log.info("proxy stopped (%s)", "drained" if clean else "drain timeout")
 
     def stats(self) -> dict[str, int]:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aeraki.errors import AerakiError, ConfigError
+from aeraki.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from aeraki.admin_http import AdminHttpServer
@@ -92,28 +93,26 @@ async def serve_worker(server: ProxyServer, channel_fd: int, index: int) -> None
     """Run ``server`` as worker ``index``: start with ``SO_REUSEPORT``, report on the
     supervisor's channel, serve until SIGTERM/SIGINT or until the channel closes."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     channel = socket.socket(fileno=channel_fd)
     reader, writer = await asyncio.open_connection(sock=channel)
-    await server.start(reuse_port=True)
-    admin_port = server.admin.port if server.admin is not None else None
-    writer.write(json.dumps({"admin_port": admin_port, "pid": os.getpid()}).encode() + b"\n")
-    await writer.drain()
-    log.info("worker %d ready: %d listener(s)", index, len(server.listeners))
-    orphaned = loop.create_task(reader.read())  # returns at end of file: supervisor gone
-    stopped = loop.create_task(stop.wait())
-    try:
-        await asyncio.wait({orphaned, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        for task in (orphaned, stopped):
-            task.cancel()
-    if not stop.is_set():
-        log.warning("worker %d: supervisor gone; draining and exiting", index)
-    clean = await server.shutdown()
+    with stop_on_signals() as stop:
+        await server.start(reuse_port=True)
+        admin_port = server.admin.port if server.admin is not None else None
+        report = {"admin_port": admin_port, "pid": os.getpid()}
+        writer.write(json.dumps(report).encode() + b"\n")
+        await writer.drain()
+        log.info("worker %d ready: %d listener(s)", index, len(server.listeners))
+        orphaned = loop.create_task(reader.read())  # returns at end of file: supervisor gone
+        stopped = loop.create_task(stop.wait())
+        try:
+            await asyncio.wait({orphaned, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (orphaned, stopped):
+                task.cancel()
+        if not stop.is_set():
+            log.warning("worker %d: supervisor gone; draining and exiting", index)
+        # still inside: Ctrl-C's SIGINT and the supervisor's SIGTERM both arrive while draining
+        clean = await server.shutdown()
     writer.close()
     log.info("worker %d stopped (%s)", index, "drained" if clean else "drain timeout")
 
@@ -326,16 +325,13 @@ class Supervisor:
 
     async def run_until_signalled(self) -> None:
         """Start, serve until SIGTERM/SIGINT, stop."""
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        pids = ", ".join(str(w.pid) for w in self.workers.values())
-        log.info("proxy ready: %d worker(s) (pids %s)", len(self.workers), pids)
-        await stop.wait()
-        log.info("signal received: workers draining for up to %.1fs", self.drain_timeout)
-        clean = await self.stop()
+        with stop_on_signals() as stop:
+            await self.start()
+            pids = ", ".join(str(w.pid) for w in self.workers.values())
+            log.info("proxy ready: %d worker(s) (pids %s)", len(self.workers), pids)
+            await stop.wait()
+            log.info("signal received: workers draining for up to %.1fs", self.drain_timeout)
+            clean = await self.stop()
         log.info("proxy stopped (%s)", "drained" if clean else "drain timeout")
 
 
