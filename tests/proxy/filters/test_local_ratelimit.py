@@ -1,10 +1,10 @@
+# ruff: noqa: F811  (store_path: a pytest fixture imported from test_shared_buckets)
 """Local rate limit: bucket arithmetic on an injected clock, condition matching, config
 errors, and the filter in a running proxy (shared by connections, kept across updates)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,9 +28,6 @@ from aeraki.proxy.filters.local_ratelimit import (
 from aeraki.proxy.filters.shared_buckets import (
     SharedBucket,
     attach_store,
-    create_store,
-    detach_store,
-    remove_store,
 )
 from aeraki.proxy.xds_apply import listeners_from_resources
 from aeraki.xds import pack
@@ -42,7 +39,10 @@ from tests.proxy.filters.helpers import (
     running,
     with_filters,
 )
-from tests.proxy.filters.test_shared_buckets import run_in_processes
+from tests.proxy.filters.test_shared_buckets import (
+    run_in_processes,
+    store_path,  # noqa: F401
+)
 from tests.proxy.harness import FakeClient, FakeUpstream, cluster, is_error, listener, route
 from tests.proxy.test_bootstrap import TC, base, tc
 
@@ -414,18 +414,6 @@ def bootstrap_listener_proto(data: dict[str, Any]) -> Any:
 
 
 # -- buckets shared by worker processes (a bucket store attached) ------------------------------
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Path]:
-    """A bucket store attached in this process for the test."""
-    path = create_store(tmp_path, capacity=16)
-    attach_store(path)
-    try:
-        yield path
-    finally:
-        detach_store()
-        remove_store(path)
-
-
 def test_without_a_store_buckets_are_the_in_process_ones() -> None:
     """One process (the default, benchmarked path): the same objects as ever."""
     limiter = compile_limiter(local_config(CONFIG), listener_name="l")
@@ -433,7 +421,7 @@ def test_without_a_store_buckets_are_the_in_process_ones() -> None:
     assert all(type(bucket) is TokenBucket for _, bucket in limiter.conditions)
 
 
-def test_with_a_store_a_listener_limiter_keeps_its_buckets_there(store: Path) -> None:
+def test_with_a_store_a_listener_limiter_keeps_its_buckets_there(store_path: Path) -> None:
     limiter = compile_limiter(local_config(CONFIG), listener_name="l")
     assert type(limiter.default) is SharedBucket
     assert all(type(bucket) is SharedBucket for _, bucket in limiter.conditions)
@@ -443,7 +431,7 @@ def test_with_a_store_a_listener_limiter_keeps_its_buckets_there(store: Path) ->
 
 
 def test_limiters_of_one_listener_and_config_share_buckets_another_does_not(
-    store: Path,
+    store_path: Path,
 ) -> None:
     one, two = (compile_limiter(local_config(CONFIG), listener_name="l") for _ in range(2))
     hello = {"method": "sayHello"}
@@ -464,23 +452,23 @@ def _limiter_allows(path: str, listener_name: str, methods: list[str]) -> list[b
     return [limiter.allow({"method": m}) for m in methods]
 
 
-def test_limiters_built_in_two_processes_share_tokens(store: Path) -> None:
+def test_limiters_built_in_two_processes_share_tokens(store_path: Path) -> None:
     """Two worker processes build the limiter of one config: one set of buckets. Then a
     third (a restarted worker) finds them as the first two left them."""
     methods = ["sayHello", "other", "other"]
-    outcomes = run_in_processes(_limiter_allows, *[(str(store), "l", methods)] * 2)
+    outcomes = run_in_processes(_limiter_allows, *[(str(store_path), "l", methods)] * 2)
     # sayHello's bucket has 1 token, the default 3: between them, the two got that many.
     assert sorted(o[0] for o in outcomes) == [False, True]
     assert sum(o[1] + o[2] for o in outcomes) == 3
-    assert run_in_processes(_limiter_allows, (str(store), "l", ["sayHello", "other"])) == [
+    assert run_in_processes(_limiter_allows, (str(store_path), "l", ["sayHello", "other"])) == [
         [False, False]
     ]
-    assert run_in_processes(_limiter_allows, (str(store), "m", ["sayHello", "other"])) == [
+    assert run_in_processes(_limiter_allows, (str(store_path), "m", ["sayHello", "other"])) == [
         [True, True]
     ]
 
 
-async def test_two_proxies_with_a_store_share_the_limit_of_their_listener(store: Path) -> None:
+async def test_two_proxies_with_a_store_share_the_limit_of_their_listener(store_path: Path) -> None:
     """Two proxies in this process stand in for two workers: the listener's limit is the
     host's, not each proxy's (without the store, each would allow 3)."""
     up = await FakeUpstream("v1").start()
