@@ -1,7 +1,9 @@
-"""Microbenchmark: the proxy's Python CPU per request on the plain Thrift path (µs/request).
+"""Microbenchmark: the proxy's Python CPU per request on a plain echo path (µs/request).
 
-The request path of ``make bench``'s Thrift echo (``configs/aeraki-thrift.yaml``: one route on
-method ``echo``, no retries, timeouts, faults or filters), without the sockets: a real
+The request path of ``make bench``'s Thrift or Dubbo echo (``configs/aeraki-thrift.yaml``: one
+route on method ``echo``; ``configs/aeraki-dubbo.yaml``: one route on interface and method,
+one upstream connection per client; no retries, timeouts, faults or filters), without the
+sockets: a real
 :class:`~aeraki.proxy.listener.ListenerRuntime` with real downstream and upstream connection
 objects, codecs, pool and metrics observer, on a real event loop, but with in-memory
 transports. A downstream transport's write hands the client the response and queues its next
@@ -15,8 +17,8 @@ use it to compare a change against its baseline (interleaved runs, the minimum o
 repeats), not as an absolute figure. It is deterministic (fixed requests, fixed count) and
 bounded (``requests`` per repeat).
 
-    .venv/bin/python -m benchmarks.request_path [--requests 20000] [--repeat 7]
-        [--connections 50] [--loop uvloop|asyncio]
+    .venv/bin/python -m benchmarks.request_path [--protocol thrift|dubbo] [--requests 20000]
+        [--repeat 7] [--connections 50] [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,8 +40,37 @@ from aeraki.proxy.upstream.cluster import ClusterManager
 from aeraki.proxy.upstream.connection import UpstreamConnection
 from benchmarks import wire
 
-CONFIG = Path(__file__).parent / "configs" / "aeraki-thrift.yaml"
-_SEQID = wire.THRIFT_SEQID_OFFSET
+CONFIGS = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One protocol's echo: its proxy config, a client's request, the server's reply, and
+    where the request id sits (copied from request to reply, as a server does)."""
+
+    config: Path
+    request: Callable[[int], bytes]
+    reply: bytes
+    id_at: int
+    id_size: int
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "thrift": Protocol(
+        CONFIGS / "aeraki-thrift.yaml",
+        wire.thrift_echo_call,
+        wire.thrift_echo_reply(0),
+        wire.THRIFT_SEQID_OFFSET,
+        4,
+    ),
+    "dubbo": Protocol(
+        CONFIGS / "aeraki-dubbo.yaml",
+        wire.dubbo_echo_request,
+        wire.dubbo_echo_response(0),
+        wire.DUBBO_ID_OFFSET,
+        8,
+    ),
+}
 
 
 class _Transport:
@@ -69,18 +102,20 @@ class _Transport:
         """Never needed here."""
 
 
-def _runtime() -> ListenerRuntime:
-    text = CONFIG.read_text()
+def _runtime(protocol: Protocol) -> ListenerRuntime:
+    text = protocol.config.read_text()
     for name in ("listen_port", "upstream_port", "admin_port"):
         text = text.replace("{" + name + "}", "1")
-    config = bootstrap_from_dict(yaml.safe_load(text), source=str(CONFIG))
+    config = bootstrap_from_dict(yaml.safe_load(text), source=str(protocol.config))
     return ListenerRuntime(config.listeners[0], ClusterManager(config.clusters))
 
 
 class _Bench:
     """Closed-loop clients and an echo upstream around one listener runtime."""
 
-    def __init__(self, runtime: ListenerRuntime, connections: int) -> None:
+    def __init__(self, protocol: Protocol, connections: int) -> None:
+        runtime = _runtime(protocol)
+        self.protocol = protocol
         self.loop = asyncio.get_running_loop()
         self.clients: list[tuple[DownstreamConnection, bytes]] = []
         self.issued = self.answered = self.total = 0
@@ -89,7 +124,7 @@ class _Bench:
         pool = cluster.pool_for(cluster.hosts[0], runtime.codec_cls, multiplexed=False)
         for index in range(connections):
             downstream = DownstreamConnection(runtime)
-            request = wire.thrift_echo_call(index)
+            request = protocol.request(index)
             downstream.connection_made(cast(Any, _Transport(self._client(downstream, request))))
             self.clients.append((downstream, request))
             upstream = UpstreamConnection(pool, runtime.codec_cls, multiplexed=False)
@@ -111,14 +146,14 @@ class _Bench:
         return on_response
 
     def _server(self, upstream: UpstreamConnection) -> Any:
-        """The echo server's side of ``upstream``: the reply carries the request's seqid (the
+        """The echo server's side of ``upstream``: the reply carries the request's id (the
         pool pairs clients and upstream connections in any order)."""
         call_soon = self.loop.call_soon
-        reply = wire.thrift_echo_reply(0)
-        head, tail = reply[:_SEQID], reply[_SEQID + 4 :]
+        start, end = self.protocol.id_at, self.protocol.id_at + self.protocol.id_size
+        head, tail = self.protocol.reply[:start], self.protocol.reply[end:]
 
         def on_request(data: bytes) -> None:
-            call_soon(upstream.data_received, head + data[_SEQID : _SEQID + 4] + tail)
+            call_soon(upstream.data_received, head + data[start:end] + tail)
 
         return on_request
 
@@ -147,9 +182,11 @@ class _Bench:
             )
 
 
-async def measure(requests: int, repeat: int, connections: int) -> list[float]:
+async def measure(
+    requests: int, repeat: int, connections: int, protocol: str = "thrift"
+) -> list[float]:
     """µs per request of each repeat (after one warm-up run)."""
-    bench = _Bench(_runtime(), connections)
+    bench = _Bench(PROTOCOLS[protocol], connections)
     warmup = min(requests, 5000)
     await bench.run(warmup)
     runs = [await bench.run(requests) / requests * 1e6 for _ in range(repeat)]
@@ -159,12 +196,13 @@ async def measure(requests: int, repeat: int, connections: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="thrift")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args(argv)
-    job = measure(args.requests, args.repeat, args.connections)
+    job = measure(args.requests, args.repeat, args.connections, args.protocol)
     if args.loop == "uvloop":
         import uvloop
 
@@ -172,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         runs = asyncio.run(job)
     print(
-        f"request path (thrift echo, {args.connections} connections, {args.loop}): "
+        f"request path ({args.protocol} echo, {args.connections} connections, {args.loop}): "
         f"min {min(runs):.2f} µs/request, median {sorted(runs)[len(runs) // 2]:.2f} "
         f"({args.repeat} × {args.requests} requests)"
     )
