@@ -115,6 +115,57 @@ async def test_config_dump_gives_each_dynamic_resource_its_xds_version(
     assert dumped["match"][0]["value"] == "other"
 
 
+async def test_config_dump_gives_delta_resources_their_own_versions(
+    free_port_factory: Callable[[], int],
+) -> None:
+    ports = [free_port_factory() for _ in range(2)]
+    async with upstreams("v1", "v2") as (v1, v2), ads_server() as (ads, ads_port, _):
+        ads.resource_versions = {
+            (TYPE_CDS, "v1"): "c-aaa",
+            (TYPE_CDS, "v2"): "c-bbb",
+            (TYPE_LDS, "a"): "l-111",
+            (TYPE_LDS, "b"): "l-222",
+        }
+        ads.set(TYPE_CDS, [eds_cluster("v1"), eds_cluster("v2")])
+        ads.set(TYPE_EDS, [assignment("v1", v1.port), assignment("v2", v2.port)])
+        ads.set(
+            TYPE_LDS,
+            [
+                meta_listener("a", ports[0], "fake-routes"),
+                meta_listener("b", ports[1], "fake-routes"),
+            ],
+        )
+        ads.set(TYPE_RDS, [routes("fake-routes", ("sayHello", "v1"))])
+        proxy = ProxyServer(with_admin(proxy_config(ads_port, delta=True), free_port_factory()))
+        await proxy.start()
+        try:
+            await asyncio.wait_for(proxy.wait_ready(), WAIT)
+            for type_url in (TYPE_CDS, TYPE_EDS, TYPE_LDS, TYPE_RDS):
+                await ads.wait_for(acked(type_url, "1"))
+            dump = proxy.config_dump()
+        finally:
+            await proxy.shutdown()
+    assert {item["name"]: item["version_info"] for item in dump["listeners"]} == {
+        "a": "l-111",
+        "b": "l-222",
+    }
+    clusters = {item["name"]: item for item in dump["clusters"] if item["name"] != "xds"}
+    assert {name: c["version_info"] for name, c in clusters.items()} == {
+        "v1": "c-aaa",
+        "v2": "c-bbb",
+    }
+    # endpoints and routes carry no override here: each has its type's version, "1"
+    assert {name: c["endpoints_version_info"] for name, c in clusters.items()} == {
+        "v1": "1",
+        "v2": "1",
+    }
+    assert dump["rds_versions"] == {"fake-routes": "1"}
+    assert dump["xds"]["types"]["envoy.config.listener.v3.Listener"]["resource_versions"] == {
+        "a": "l-111",
+        "b": "l-222",
+    }
+
+
 async def test_clusters_show_active_requests_connections_and_health(free_port: int) -> None:
     async with upstreams("v1") as (v1,):
         port = v1.port

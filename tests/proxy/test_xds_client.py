@@ -111,6 +111,8 @@ class ScriptedAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
     def __init__(self) -> None:
         self.resources: dict[str, list[any_pb2.Any]] = {}
         self.versions: dict[str, int] = {}
+        #: delta only: a resource's own version (by type and name) instead of its type's
+        self.resource_versions: dict[tuple[str, str], str] = {}
         self.requests: list[Any] = []
         self.queues: list[asyncio.Queue[str]] = []
         self.changed = asyncio.Condition()
@@ -171,7 +173,11 @@ class ScriptedAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
                         system_version_info=version,
                         nonce=f"{type_url}-{version}",
                         resources=[
-                            discovery_pb2.Resource(name=_name(r), version=version, resource=r)
+                            discovery_pb2.Resource(
+                                name=_name(r),
+                                version=self.resource_versions.get((type_url, _name(r)), version),
+                                resource=r,
+                            )
                             for r in items
                         ],
                     )

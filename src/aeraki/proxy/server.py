@@ -18,10 +18,10 @@ from google.protobuf.message import Message
 
 from aeraki.admin_http import AdminHttpServer
 from aeraki.proxy.admin import admin_actions, admin_routes
-from aeraki.proxy.config import ClusterConfig, DiscoveryType, ListenerConfig, ProxyConfig
+from aeraki.proxy.config import DiscoveryType, ListenerConfig, ProxyConfig
 from aeraki.proxy.listener import Listener, ListenerRuntime
 from aeraki.proxy.routing import RouteTable
-from aeraki.proxy.upstream.cluster import ClusterManager
+from aeraki.proxy.upstream.cluster import Cluster, ClusterManager
 from aeraki.signals import stop_on_signals
 
 if TYPE_CHECKING:
@@ -239,53 +239,62 @@ class ProxyServer:
         """The configuration in force, as JSON-ready data: the bootstrap, then what is live
         now (listeners and clusters, static or from xDS; route tables from RDS; the xDS
         client's versions and last rejection). Each live resource carries ``version_info``:
-        ``static`` for the bootstrap's, else the xDS version its type was last ACKed at;
-        every route carries its full action (cluster or weights, hash policy, mirrors,
-        mutations, timeout, retry policy, fault)."""
-        versions = self._xds_versions()
+        ``static`` for the bootstrap's, else the xDS version it was last ACKed at (with delta
+        xDS the resource's own version, else its type's); every route carries its full
+        action (cluster or weights, hash policy, mirrors, mutations, timeout, retry policy,
+        fault)."""
+        versions = _XdsVersions(self.xds.state() if self.xds is not None else None)
         dump: dict[str, Any] = {
             "bootstrap": _plain(dataclasses.asdict(self.config)),
-            "listeners": [
-                _plain(dataclasses.asdict(listener.runtime.config))
-                | {"version_info": self._version_of("Listener", listener.runtime.name, versions)}
-                for listener in self.listeners
-            ],
+            "listeners": [self._listener_dump(item.runtime, versions) for item in self.listeners],
             "clusters": [
-                _plain(dataclasses.asdict(cluster.config))
-                | {
-                    "hosts": [host.key for host in cluster.hosts],
-                    "version_info": self._version_of("Cluster", cluster.name, versions),
-                    "endpoints_version_info": _eds_version(cluster.config, versions),
-                }
-                for cluster in self.clusters.clusters.values()
+                self._cluster_dump(cluster, versions) for cluster in self.clusters.clusters.values()
             ],
             "rds_routes": {name: _route_table(table) for name, table in self.routes.items()},
-            "rds_versions": {name: versions.get("RouteConfiguration", "") for name in self.routes},
+            "rds_versions": {name: versions.of("RouteConfiguration", name) for name in self.routes},
         }
         if self.xds is not None:
-            dump["xds"] = self.xds.state()
+            dump["xds"] = versions.state
         return dump
 
-    def _xds_versions(self) -> dict[str, str]:
-        """Short type name (``Listener``, ``Cluster``, ...) -> version ACKed."""
-        if self.xds is None:
-            return {}
-        types = self.xds.state()["types"]
-        return {url.rsplit(".", 1)[-1]: str(state["version"]) for url, state in types.items()}
+    def _listener_dump(self, runtime: ListenerRuntime, versions: _XdsVersions) -> dict[str, Any]:
+        static = runtime.name in self.static_listener_names
+        version = "static" if static else versions.of("Listener", runtime.name)
+        dumped: dict[str, Any] = _plain(dataclasses.asdict(runtime.config))
+        return dumped | {"version_info": version}
 
-    def _version_of(self, kind: str, name: str, versions: dict[str, str]) -> str:
-        static = {
-            "Listener": self.static_listener_names,
-            "Cluster": {c.name for c in self.config.clusters},
+    def _cluster_dump(self, cluster: Cluster, versions: _XdsVersions) -> dict[str, Any]:
+        config = cluster.config
+        static = any(c.name == cluster.name for c in self.config.clusters)
+        eds = config.discovery is DiscoveryType.EDS
+        dumped: dict[str, Any] = _plain(dataclasses.asdict(config))
+        return dumped | {
+            "hosts": [host.key for host in cluster.hosts],
+            "version_info": "static" if static else versions.of("Cluster", cluster.name),
+            # the version the hosts came with ("" for a cluster not fed by EDS)
+            "endpoints_version_info": versions.of("ClusterLoadAssignment", config.eds_name)
+            if eds
+            else "",
         }
-        return "static" if name in static[kind] else versions.get(kind, "")
 
 
-def _eds_version(config: ClusterConfig, versions: dict[str, str]) -> str:
-    """The EDS version an EDS cluster's hosts came with ("" for other clusters)."""
-    if config.discovery is not DiscoveryType.EDS:
-        return ""
-    return versions.get("ClusterLoadAssignment", "")
+class _XdsVersions:
+    """The version each xDS resource was ACKed at, from the xDS client's state."""
+
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        self.state = state or {}
+        #: short type name (``Listener``, ``Cluster``, ...) -> that type's state
+        self.types: dict[str, dict[str, Any]] = {
+            url.rsplit(".", 1)[-1]: entry for url, entry in self.state.get("types", {}).items()
+        }
+
+    def of(self, kind: str, name: str) -> str:
+        """``name``'s own version (delta xDS), else its type's, else "" (never received)."""
+        entry = self.types.get(kind)
+        if entry is None:
+            return ""
+        own = entry.get("resource_versions", {}).get(name)
+        return str(own) if own is not None else str(entry["version"])
 
 
 def _route_table(table: RouteTable) -> list[dict[str, Any]]:

@@ -110,20 +110,24 @@ class XdsClient:
 
     def state(self) -> dict[str, Any]:
         """What the client holds, for the admin ``/config_dump``: per resource type the
-        version applied (ACKed) and the names subscribed, plus the last rejection."""
+        version applied (ACKed) and the names subscribed, plus the last rejection. With
+        delta xDS each resource has a version of its own: ``resource_versions``."""
+        types: dict[str, Any] = {}
+        for type_url, state in sorted(self._states.items()):
+            entry: dict[str, Any] = {
+                "version": state.version,
+                "received": state.received,
+                "names": sorted(state.names),
+            }
+            if self.ads.delta:
+                entry["resource_versions"] = {n: v for n, (v, _) in sorted(state.held.items())}
+            types[type_url.rsplit("/", 1)[-1]] = entry
         return {
             "connected": self._connected,
             "delta": self.ads.delta,
             "updates_applied": self.updates_applied,
             "last_nack": self.last_nack,
-            "types": {
-                type_url.rsplit("/", 1)[-1]: {
-                    "version": state.version,
-                    "received": state.received,
-                    "names": sorted(state.names),
-                }
-                for type_url, state in sorted(self._states.items())
-            },
+            "types": types,
         }
 
     # -- lifecycle ------------------------------------------------------------------------
