@@ -7,6 +7,8 @@ method), or a response's result type. The rest — the descriptor, a *skip* over
 the value, the attachment map — is parsed on demand by :class:`~.body.DubboFrame`, when a
 route or filter asks for an attachment or a mutation rewrites the map (see :mod:`.body` for
 why and what it changes). Nothing is ever built for arguments or values (DESIGN §4.2).
+A read that is exactly one plain request or OK response (nearly every read) is decoded in
+one pass by :mod:`.onepass`, with the same result; anything else takes the general path.
 
 Fixes of reference defects (§33 items 2-4):
 
@@ -62,12 +64,14 @@ from aeraki.codec.dubbo.framing import (
 )
 from aeraki.codec.dubbo.hessian2 import read_int, read_string
 from aeraki.codec.dubbo.hessian2_writer import encode_int, encode_string
+from aeraki.codec.dubbo.onepass import FrameReader
 from aeraki.errors import CodecError
 
 __all__ = ["FRAME_KEY", "DubboCodec", "DubboFrame", "count_arguments"]
 
 _RESULT_EXCEPTION: Final = frozenset({0, 3})
 # Enum members as module constants: a lookup on the class costs ~70 ns on CPython 3.11.
+_REQUEST: Final = MessageType.REQUEST
 _RESPONSE: Final = MessageType.RESPONSE
 _ERROR: Final = MessageType.ERROR
 _STATUS_ERROR: Final = ResponseStatus.ERROR
@@ -99,12 +103,17 @@ class DubboCodec(Codec):
     def __init__(self, side: Side) -> None:
         super().__init__(side)
         self._buffer = bytearray()
+        self._reader = FrameReader()
 
     # -- decode -----------------------------------------------------------------------------
     def decode(self, data: bytes) -> list[Metadata]:
         """Complete frames in ``data`` (plus what was buffered), parsed; keeps the rest."""
         if type(data) is not bytes:  # origins must be immutable bytes
             data = bytes(data)
+        elif not self._buffer:  # the usual read: one whole request or response
+            md = self._reader.read(data)
+            if md is not None:
+                return [md]
         try:
             if self._buffer:
                 self._buffer += data
@@ -199,7 +208,7 @@ class DubboCodec(Codec):
 
 def _parse_frame(frame: bytes, flag: int, status: int, request_id: int, length: int) -> Metadata:
     """The metadata of one whole frame whose header fields are already unpacked."""
-    md = Metadata(request_id=request_id, origin=frame)  # a REQUEST until found otherwise
+    md = Metadata(_REQUEST, request_id, frame)  # a REQUEST until found otherwise
     md.header_size = HEADER_SIZE
     md.body_size = length
     if flag & FLAG_EVENT:
