@@ -36,6 +36,8 @@ REJECTED: list[bytes] = [
     h2w.frame(0x02, 25, 1, h2w.int_(1) + h2w.string("v")),  # no such status
     h2w.frame(0xC6, 0, 1, b"".join(h2w.string(s) for s in ("2.0.2", "a.B", "", "m", ""))),
     h2w.frame(0xC2, 0, 1, h2w.string("2.0.2") + b"\x05a.B"),  # a string past the end
+    h2w.frame(0xC2, 0, 1, b"0"),  # a two-byte string length cut by the end
+    h2w.frame(0xC2, 0, 1, h2w.string("2.0.2") + b"\x31"),
 ]
 
 

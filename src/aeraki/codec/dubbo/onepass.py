@@ -117,19 +117,22 @@ class FrameReader:
         pos = HEADER_SIZE
         size = len(data)
         bounds: list[int] = []
-        for _ in range(4):
-            tag = data[pos]
-            if tag < 0x20:
-                start = pos + 1
-                pos = start + tag
-            elif 0x30 <= tag <= 0x33:
-                start = pos + 2
-                pos = start + (((tag - 0x30) << 8) | data[pos + 1])
-            else:
-                return 0
-            if pos >= size:  # a string past the end; or nothing after the method
-                return 0
-            bounds += (start - HEADER_SIZE, pos - HEADER_SIZE)
+        try:
+            for _ in range(4):
+                tag = data[pos]
+                if tag < 0x20:
+                    start = pos + 1
+                    pos = start + tag
+                elif 0x30 <= tag <= 0x33:
+                    start = pos + 2
+                    pos = start + (((tag - 0x30) << 8) | data[pos + 1])  # may be past the end
+                else:
+                    return 0
+                if pos >= size:  # a string past the end; or nothing after the method
+                    return 0
+                bounds += (start - HEADER_SIZE, pos - HEADER_SIZE)
+        except IndexError:  # a two-byte length cut by the end of the frame
+            return 0
         head = data[HEADER_SIZE:pos]
         try:
             text = head.decode("ascii")
