@@ -53,7 +53,9 @@ __all__ = [
     "LocalRateLimitFilter",
     "Limiter",
     "TokenBucket",
+    "bucket_for",
     "check_config",
+    "compile_conditions",
     "compile_limiter",
 ]
 
@@ -257,6 +259,38 @@ def compile_limiter(
     conditions, default = _compile(config, "config", problems)
     problems.raise_if_any()
     return Limiter(conditions, default, clock, _bucket_maker(listener_name, config))
+
+
+Conditions = tuple[tuple[Match, BucketSpec], ...]
+
+
+def compile_conditions(config: Any) -> tuple[Conditions, BucketSpec | None]:
+    """The conditions (compiled match, bucket spec) and the default bucket spec of a
+    ``LocalRateLimit`` config, exactly as :func:`compile_limiter` gives them to its
+    :class:`Limiter` — for tools that reason about a config without taking tokens
+    (``aeraki explain``).
+
+    Raises:
+        ConfigErrors: the config is invalid.
+    """
+    problems = Problems(NAME)
+    compiled = _compile(config, "config", problems)
+    problems.raise_if_any()
+    return compiled
+
+
+def bucket_for(
+    conditions: Conditions, default: BucketSpec | None, strings: dict[str, str]
+) -> int | None:
+    """Which bucket a request with metadata ``strings`` takes its token from, as
+    :meth:`Limiter.allow` chooses: the index of the first condition whose match passes,
+    :data:`~.shared_buckets.DEFAULT_INDEX` for the default bucket, ``None`` when no bucket
+    applies (the request is always allowed). Pure: no bucket is touched. (``allow`` keeps its
+    own inlined loop: it is on the request path.)"""
+    for index, (match, _) in enumerate(conditions):
+        if all(test(strings) for test in match.tests):
+            return index
+    return DEFAULT_INDEX if default is not None else None
 
 
 def _factory(config: Any, listener: ListenerRuntime) -> LocalRateLimitFilter:
