@@ -122,3 +122,84 @@ async def test_a_live_proxy_s_ejected_host_is_not_picked(
     hosts = {t["host"]["host"] for t in traces}
     assert hosts == {f"127.0.0.1:{live_port}"}
     assert {(t["host"]["hosts"], t["host"]["healthy"]) for t in traces} == {(2, 1)}
+
+
+def _offline_equivalent(listeners: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A live proxy's filter steps as an offline view shows them: only the local rate limit's
+    word on tokens differs (a live proxy's are not in its admin API)."""
+    from aeraki.explain.filters import FRESH_TOKENS, LIVE_TOKENS
+
+    for listener in listeners:
+        for step in listener["filters"]:
+            if step["details"].get("tokens") == LIVE_TOKENS:
+                step["details"]["tokens"] = FRESH_TOKENS
+                step["effect"] = step["effect"].removesuffix("; live tokens not shown")
+    return listeners
+
+
+async def test_a_live_proxy_s_rate_limits_explain_like_its_manifests(
+    tmp_path: Path, free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The filter configs come back from /config_dump (JSON) as the messages they were; the
+    only difference is that a live proxy's bucket tokens are not shown."""
+    from tests.explain.test_filters import LOCAL, RLS_SERVICE, limits_router
+
+    limits = """\
+  localRateLimit:
+    tokenBucket: {fillInterval: 60s, maxTokens: 5, tokensPerFill: 5}
+    conditions:
+      - tokenBucket: {fillInterval: 60s, maxTokens: 2, tokensPerFill: 2}
+        match: {attributes: {method: {exact: sayHello}}}
+  globalRateLimit:
+    domain: production
+    match: {attributes: {method: {prefix: say}}}
+    rateLimitService: "outbound|8081||rate-limit-server.metaprotocol.svc.cluster.local"
+    requestTimeout: 2s
+    descriptors: [{property: method, descriptorKey: method}]
+"""
+    root = e2e_mesh(tmp_path)
+    (root / "limits.yaml").write_text(limits_router(limits))
+    (root / "rls.yaml").write_text(RLS_SERVICE)
+    source = FileSource(root, interval=0.1)
+    plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5)
+    port = await plane.start()
+    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=free_port)))
+    await proxy.start()
+    try:
+        await asyncio.wait_for(proxy.wait_ready(), WAIT)
+        await plane.wait_until(lambda: plane.in_sync(RUN_NODE_ID), WAIT)
+        admin = f"127.0.0.1:{free_port}"
+        for request in (["--frame", str(DUBBO_FRAME)], ["method=whoami"]):
+            live = await asyncio.to_thread(run_explain, capsys, "--admin", admin, *request)
+            offline = run_explain(capsys, "--manifests", str(root), *request)
+            (step, _, _) = live[0]["filters"]
+            assert step["name"] == LOCAL
+            assert step["effect"].endswith("; live tokens not shown")
+            assert _offline_equivalent(live) == offline
+    finally:
+        await proxy.shutdown()
+        await plane.stop()
+    names = [f["name"].rsplit(".", 1)[1] for f in live[0]["filters"]]
+    assert names == ["local_ratelimit", "ratelimit", "router"]
+    assert live[0]["filters"][0]["details"]["bucket"] == "default"  # method=whoami
+
+
+async def test_a_bootstrap_proxy_s_filters_explain_like_its_bootstrap(
+    free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = REPO / "tests" / "test_explain_data" / "filters.yaml"
+    config = load_bootstrap(path)
+    admin = AdminConfig(address=SocketAddress("127.0.0.1", free_port))
+    proxy = ProxyServer(dataclasses.replace(config, admin=admin))
+    await proxy.start()
+    try:
+        live = await asyncio.to_thread(
+            run_explain, capsys, "--admin", f"127.0.0.1:{free_port}", "method=sayHello"
+        )
+    finally:
+        await proxy.shutdown()
+    static = run_explain(capsys, "-c", str(path), "method=sayHello")
+    for item in static + live:  # the proxy binds port 0 listeners to a real port
+        item.pop("address")
+    assert _offline_equivalent(live) == static
+    assert len(live[0]["filters"]) == 5

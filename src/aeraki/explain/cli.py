@@ -13,7 +13,9 @@ __all__ = ["add_parser", "cmd_explain"]
 
 DESCRIPTION = """\
 Follow one request through a proxy's configuration and explain every decision: the metadata
-the codec extracts, each route in order with each matcher's verdict until the first match,
+the codec extracts, what each filter before the router would do (local rate limit: the bucket
+that applies; global rate limit: the descriptors it would send, never sent; telemetry), each
+route in order with each matcher's verdict until the first match,
 the mutations, the traffic policy (timeout, retries, fault), the cluster (weighted pick) and
 the host the load balancer picks (hash key included).
 
@@ -72,6 +74,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         metavar="KEY=VALUE",
         help="--manifests: node metadata, e.g. SERVICES=host1,host2 (repeatable)",
     )
+    parser.add_argument(
+        "--istio-telemetry",
+        action="store_true",
+        help="--manifests: translate as 'aeraki control --istio-telemetry' does "
+        "(metadata_exchange + istio_stats filters)",
+    )
     parser.add_argument("--listener", help="only this listener (default: every listener)")
     frame = parser.add_mutually_exclusive_group()
     frame.add_argument("--frame", metavar="FILE", help="a captured request frame (raw bytes)")
@@ -102,7 +110,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.config:
         view = views.from_bootstrap(args.config)
     elif args.manifests:
-        view = views.from_manifests(list(args.manifests), args.node_id, dict(args.node_meta))
+        from aeraki.control.translate import TranslateOptions
+
+        options = TranslateOptions(istio_telemetry=args.istio_telemetry)
+        view = views.from_manifests(
+            list(args.manifests), args.node_id, dict(args.node_meta), options
+        )
     else:
         from aeraki.explain.dump import fetch_admin
 

@@ -5,6 +5,11 @@ by value, flags by member names); :func:`from_plain` reverses that for any of th
 type hints, so a field added to a config class needs no change here. ``/clusters?format=json``
 adds what the dump does not hold: the live hosts of EDS clusters, with weights, placement and
 health.
+
+Filter configs are protobuf messages, which the dump holds as their JSON mapping
+(``MessageToDict``, without a type); each is parsed back into the message its filter name
+takes (:data:`~aeraki.xds.registry.FILTER_CONFIG_TYPES`), so the view holds what a bootstrap
+or xDS would have given. A filter name outside that table keeps its JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from aeraki.explain.view import ConfigView
 from aeraki.proxy.config import (
     ClusterConfig,
     EndpointConfig,
+    FilterConfig,
     ListenerConfig,
     Locality,
     RouteConfig,
@@ -97,6 +103,33 @@ def _endpoint(host: Mapping[str, Any]) -> EndpointConfig:
     )
 
 
+def _filter_config(item: FilterConfig, path: str) -> FilterConfig:
+    """``item`` with its JSON config parsed into its filter's config message."""
+    from google.protobuf import json_format
+
+    from aeraki.xds.registry import FILTER_CONFIG_TYPES, message_class
+
+    full_name = FILTER_CONFIG_TYPES.get(item.name)
+    if full_name is None or not isinstance(item.config, Mapping):
+        return item
+    message = message_class(full_name)()
+    try:
+        json_format.ParseDict(dict(item.config), message)
+    except json_format.ParseError as exc:
+        raise ConfigError(path, f"cannot rebuild the config of {item.name}: {exc}") from None
+    return dataclasses.replace(item, config=message)
+
+
+def _listener(item: Any, path: str) -> ListenerConfig:
+    listener: ListenerConfig = from_plain(ListenerConfig, item, path)
+    filters = tuple(
+        _filter_config(f, f"{path}.proxy.filters[{i}].config")
+        for i, f in enumerate(listener.proxy.filters)
+    )
+    proxy = dataclasses.replace(listener.proxy, filters=filters)
+    return dataclasses.replace(listener, proxy=proxy)
+
+
 def from_dump(
     dump: Mapping[str, Any], clusters: Mapping[str, Any] | None = None, source: str = "dump"
 ) -> ConfigView:
@@ -106,8 +139,7 @@ def from_dump(
         ConfigError: a document is not what the proxy's admin API serves.
     """
     listeners = tuple(
-        from_plain(ListenerConfig, item, f"listeners[{i}]")
-        for i, item in enumerate(dump.get("listeners", []))
+        _listener(item, f"listeners[{i}]") for i, item in enumerate(dump.get("listeners", []))
     )
     configs = {
         c.name: c
@@ -132,7 +164,18 @@ def from_dump(
         for h in hosts:
             if h["health_flags"] != "healthy":
                 health[f"{status['name']}/{h['address']}"] = h["health_flags"]
-    return ConfigView(source, listeners, configs, routes, endpoints, health)
+    node = dump.get("bootstrap", {})
+    return ConfigView(
+        source,
+        listeners,
+        configs,
+        routes,
+        endpoints,
+        health,
+        node_id=str(node.get("node_id", "")),
+        node_metadata=dict(node.get("node_metadata", {})),
+        live=True,
+    )
 
 
 def _get_json(url: str) -> Any:

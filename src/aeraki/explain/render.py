@@ -1,10 +1,17 @@
-"""An :class:`~aeraki.explain.trace.Explanation` as terminal text or JSON."""
+"""An :class:`~aeraki.explain.trace.Explanation` as terminal text or JSON.
+
+JSON is the dataclasses as they are (a listener's ``filters`` is a list, in chain order, of
+``{name, effect, details}``); text is for a terminal: one line per decision, the filter chain
+before the routes, since it runs first.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 
+from aeraki.explain.filters import FilterStep
 from aeraki.explain.trace import ClusterPick, Explanation, HostPick, ListenerTrace
 
 __all__ = ["render_json", "render_text"]
@@ -31,6 +38,10 @@ def _listener(t: ListenerTrace) -> list[str]:
         return [f"{head}: skipped: {t.skipped}"]
     lines = [head + ":", "  request metadata:"]
     lines.extend(f"    {k} = {v!r}" for k, v in t.metadata.items())
+    if t.filters:
+        lines.append("  filters, in order:")
+    for i, step in enumerate(t.filters, 1):
+        lines.extend(_filter(i, step))
     if t.routes:
         lines.append("  routes, in order:")
     for check in t.routes:
@@ -114,4 +125,70 @@ def _host(h: HostPick) -> list[str]:
     ]
     if h.note:
         lines.append(f"  note: {h.note}")
+    return lines
+
+
+_FILTER_PREFIX = "aeraki.meta_protocol.filters."
+
+
+def _filter(number: int, step: FilterStep) -> list[str]:
+    lines = [f"    {number}. {step.name.removeprefix(_FILTER_PREFIX)}: {step.effect}"]
+    details = step.details
+    pad = "         "
+    for row in _rows(details.get("conditions")):
+        verdict = "MATCH" if row["matched"] else "miss "
+        chosen = (
+            "  <- this bucket" if details.get("bucket") == f"conditions[{row['index']}]" else ""
+        )
+        lines.append(f"{pad}{verdict} conditions[{row['index']}]: {_bucket(row)}{chosen}")
+        lines.extend(_matchers(pad + "      ", _rows(row.get("matchers"))))
+    default = details.get("default_bucket")
+    if isinstance(default, dict) and "conditions" in details:
+        chosen = "  <- this bucket" if details.get("bucket") == "default" else ""
+        lines.append(f"{pad}default bucket: {_bucket({'token_bucket': default})}{chosen}")
+    elif "conditions" in details:
+        lines.append(f"{pad}no default bucket: a request no condition matches is allowed")
+    if "tokens" in details:
+        lines.append(f"{pad}{details['tokens']}")
+    if "descriptors" in details:
+        lines.extend(_global(pad, details))
+    return lines
+
+
+def _rows(value: object) -> list[dict[str, object]]:
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def _bucket(row: dict[str, object]) -> str:
+    b = row["token_bucket"]
+    assert isinstance(b, dict)
+    return f"max {b['max_tokens']} tokens, +{b['tokens_per_fill']} every {b['fill_interval_s']:g}s"
+
+
+def _matchers(pad: str, rows: list[dict[str, object]]) -> list[str]:
+    if not rows:
+        return [f"{pad}ok   (no matchers: matches every request)"]
+    out = []
+    for m in rows:
+        seen = "absent" if m["seen"] is None else f"value {m['seen']!r}"
+        out.append(f"{pad}{'ok  ' if m['ok'] else 'FAIL'} {m['matcher']}: {seen}")
+    return out
+
+
+def _global(pad: str, d: Mapping[str, object]) -> list[str]:
+    lines = [f"{pad}match:"]
+    lines.extend(_matchers(pad + "  ", _rows(d.get("match"))))
+    descriptors = d["descriptors"]
+    assert isinstance(descriptors, list)
+    entries = "; ".join(", ".join(f"{e['key']}={e['value']!r}" for e in x) for x in descriptors)
+    host = d.get("rls_host") or "none"
+    sent = f"domain {d['domain']!r}, descriptors {entries}"
+    if not d.get("applies"):
+        sent = "none (the match fails)"
+    lines += [
+        f"{pad}request: {sent}",
+        f"{pad}service: cluster {d['rls_cluster']} (host {host}), timeout {d['timeout_s']:g}s, "
+        f"failure_mode_deny {str(d['failure_mode_deny']).lower()}",
+        f"{pad}verdict: {d['verdict']}",
+    ]
     return lines

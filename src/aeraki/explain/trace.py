@@ -1,9 +1,11 @@
 """Follow one request through a :class:`ConfigView`: the decisions the proxy would make.
 
-For each listener: the metadata the codec extracted, every route in order with every matcher's
-verdict until the first match (so "why did my route not take effect" is answered by the line
-that says ``FAIL``), then for the matched route the mutations, the traffic policy, the
-cluster (weighted pick) and the host (the cluster's own load balancer, hash key included).
+For each listener: the metadata the codec extracted, what each filter of its chain would do
+(:mod:`.filters`: rate limits, telemetry, the router; a filter that certainly refuses the
+request makes that the outcome), every route in order with every matcher's verdict until the
+first match (so "why did my route not take effect" is answered by the line that says
+``FAIL``), then for the matched route the mutations, the traffic policy, the cluster (weighted
+pick) and the host (the cluster's own load balancer, hash key included).
 
 Everything is computed by the proxy's own code (compiled route tables, ``Route.cluster_for``,
 ``Route.hash_key``, ``create_load_balancer``), never re-implemented; the one input the proxy
@@ -19,16 +21,18 @@ from dataclasses import dataclass, field, replace
 
 from aeraki.codec.api import Metadata
 from aeraki.errors import AerakiError, CodecError
+from aeraki.explain.filters import FilterStep, explain_filters
 from aeraki.explain.request import RequestSpec, request_metadata
 from aeraki.explain.view import ConfigView
-from aeraki.proxy.config import RETRY_ON_NAMES, ClusterConfig, ListenerConfig
+from aeraki.proxy.config import RETRY_ON_NAMES, ListenerConfig
+from aeraki.proxy.filters.api import ROUTER_FILTER
 from aeraki.proxy.routing import Route
-from aeraki.proxy.upstream.host import Host
 from aeraki.proxy.upstream.lb import create_load_balancer
 
 __all__ = [
     "ClusterPick",
     "Explanation",
+    "FilterStep",
     "HostPick",
     "ListenerTrace",
     "MatcherCheck",
@@ -81,6 +85,8 @@ class ListenerTrace:
     codec: str
     route_source: str  # "static" or "RDS <name>"
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: the MetaProtocol filter chain, in order, router included (:mod:`.filters`).
+    filters: tuple[FilterStep, ...] = ()
     routes: tuple[RouteCheck, ...] = ()
     route: str | None = None  # the matched route's label
     request_mutation: Mapping[str, str] = field(default_factory=dict)
@@ -126,13 +132,30 @@ def _listener(
         md = request_metadata(request, listener)
     except (CodecError, AerakiError) as exc:
         return _with(head, skipped=str(exc))
-    head = _with(head, metadata=dict(sorted(md.load_strings().items())))
+    strings = md.load_strings()
+    head = _with(head, metadata=dict(sorted(strings.items())))
+    routed = _routes(view, listener, head, md, draw, seed)
+    router = FilterStep(ROUTER_FILTER, routed.outcome, {"route": routed.route})
+    steps, refusal = explain_filters(view, listener, strings, router)
+    outcome = f"refused before routing: {refusal}" if refusal else routed.outcome
+    return _with(routed, filters=steps, outcome=outcome)
+
+
+def _routes(
+    view: ConfigView,
+    listener: ListenerConfig,
+    head: ListenerTrace,
+    md: Metadata,
+    draw: int,
+    seed: int,
+) -> ListenerTrace:
+    """The router's part: each route until the first match, then its action."""
     table = view.route_table(listener)
     if table is None:
         return _with(
             head,
-            outcome=f"routes {proxy.rds_name!r} arrive over RDS and are not in this view "
-            "(explain a running proxy with --admin, or its manifests with --manifests)",
+            outcome=f"routes {listener.proxy.rds_name!r} arrive over RDS and are not in this "
+            "view (explain a running proxy with --admin, or its manifests with --manifests)",
         )
     checks: list[RouteCheck] = []
     strings = md.strings
@@ -238,7 +261,7 @@ def _host_pick(view: ConfigView, route: Route, name: str, md: Metadata, seed: in
     hash_key = route.hash_key(md)
     if config is None:
         return HostPick(name, "", 0, 0, keys, hash_key, None, "cluster not configured")
-    hosts = _hosts(view, config)
+    hosts = view.hosts_of(config)
     balancer = create_load_balancer(config, hosts, rng=random.Random(seed))
     host = balancer.choose(hash_key)
     healthy = sum(h.healthy for h in hosts)
@@ -257,24 +280,6 @@ def _host_pick(view: ConfigView, route: Route, name: str, md: Metadata, seed: in
         None if host is None else host.key,
         note,
     )
-
-
-def _hosts(view: ConfigView, config: ClusterConfig) -> list[Host]:
-    hosts = []
-    for e in view.endpoints_of(config):
-        host = Host(
-            e.address,
-            weight=e.weight,
-            metadata=e.metadata,
-            locality=e.locality,
-            priority=e.priority,
-            locality_weight=e.locality_weight,
-        )
-        flags = view.health.get(f"{config.name}/{host.key}", "")
-        host.set_failed_active_hc("failed_active_hc" in flags)
-        host.set_failed_outlier_check("failed_outlier_check" in flags or flags == "/failed")
-        hosts.append(host)
-    return hosts
 
 
 def _outcome(route: Route, cluster: ClusterPick, host: HostPick) -> str:

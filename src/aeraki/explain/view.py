@@ -16,10 +16,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aeraki.errors import ConfigError
 from aeraki.proxy.config import ClusterConfig, EndpointConfig, ListenerConfig
 from aeraki.proxy.routing import RouteTable
+from aeraki.proxy.upstream.host import Host
+
+if TYPE_CHECKING:
+    from aeraki.control.translate import TranslateOptions
 
 __all__ = ["ConfigView", "from_bootstrap", "from_manifests"]
 
@@ -34,6 +39,9 @@ class ConfigView:
     ``endpoints`` holds EDS assignments by service name; ``health`` the health flags a live
     proxy reports for its unhealthy hosts, by ``cluster/address`` (Envoy's notation,
     ``/failed_outlier_check``): load balancers skip those hosts, as the proxy's do.
+    ``node_id`` and ``node_metadata`` are the proxy's node (``metadata_exchange`` sends
+    them); ``live`` says the view is a running proxy's (its rate limit buckets have been
+    used, and their tokens are not in the view).
     """
 
     source: str
@@ -42,6 +50,9 @@ class ConfigView:
     routes: Mapping[str, RouteTable] = field(default_factory=dict)
     endpoints: Mapping[str, tuple[EndpointConfig, ...]] = field(default_factory=dict)
     health: Mapping[str, str] = field(default_factory=dict)
+    node_id: str = ""
+    node_metadata: Mapping[str, Any] = field(default_factory=dict)
+    live: bool = False
 
     def route_table(self, listener: ListenerConfig) -> RouteTable | None:
         """The listener's static table, or the RDS table it names (``None`` if not held)."""
@@ -55,6 +66,24 @@ class ConfigView:
         if cluster.endpoints:
             return cluster.endpoints
         return self.endpoints.get(cluster.eds_service_name or cluster.name, ())
+
+    def hosts_of(self, cluster: ClusterConfig) -> list[Host]:
+        """The cluster's hosts as its load balancer would get them, health flags included."""
+        hosts = []
+        for e in self.endpoints_of(cluster):
+            host = Host(
+                e.address,
+                weight=e.weight,
+                metadata=e.metadata,
+                locality=e.locality,
+                priority=e.priority,
+                locality_weight=e.locality_weight,
+            )
+            flags = self.health.get(f"{cluster.name}/{host.key}", "")
+            host.set_failed_active_hc("failed_active_hc" in flags)
+            host.set_failed_outlier_check("failed_outlier_check" in flags or flags == "/failed")
+            hosts.append(host)
+        return hosts
 
     def only(self, name: str | None) -> ConfigView:
         """The view restricted to listener ``name`` (all when ``None``).
@@ -81,14 +110,24 @@ def from_bootstrap(path: str) -> ConfigView:
 
     config = load_bootstrap(path)
     clusters = {c.name: c for c in config.clusters}
-    return ConfigView(path, config.listeners, clusters)
+    return ConfigView(
+        path,
+        config.listeners,
+        clusters,
+        node_id=config.node_id,
+        node_metadata=config.node_metadata,
+    )
 
 
 def from_manifests(
-    paths: list[str], node_id: str = EXPLAIN_NODE_ID, node_metadata: Mapping[str, str] | None = None
+    paths: list[str],
+    node_id: str = EXPLAIN_NODE_ID,
+    node_metadata: Mapping[str, str] | None = None,
+    options: TranslateOptions | None = None,
 ) -> ConfigView:
     """What the control plane would send node ``node_id`` for these manifests, the node's
-    metadata (``NAMESPACE``, ``SERVICES``, ``BIND_ADDRESS``, ...) scoping it as it would.
+    metadata (``NAMESPACE``, ``SERVICES``, ``BIND_ADDRESS``, ...) scoping it as it would;
+    ``options`` are the control plane's (default: its defaults).
 
     Raises:
         ConfigError: the manifests have errors (each listed with file and line), or a
@@ -106,7 +145,7 @@ def from_manifests(
             ", ".join(paths), "invalid manifests:\n" + format_problems(config.problems)
         )
     node = NodeInfo(id=node_id, metadata=dict(node_metadata or {}))
-    translation = translate(config, node, TranslateOptions())
+    translation = translate(config, node, options or TranslateOptions())
     by_type: dict[str, list[any_pb2.Any]] = {}
     for message in translation.resources:
         packed = any_pb2.Any()
@@ -125,4 +164,6 @@ def from_manifests(
         {c.name: c for c in clusters},
         routes,
         endpoints,
+        node_id=node_id,
+        node_metadata=node.metadata,
     )
