@@ -236,7 +236,7 @@ class ThriftCodec(Codec):
             return None
         name = origin[12:seqid_pos].decode("utf-8", "surrogateescape")
         (seqid,) = _SEQID.unpack_from(origin, seqid_pos)
-        md = Metadata(message_type, request_id=seqid, origin=origin)
+        md = Metadata(message_type, seqid, origin)  # positional: ~0.1 µs cheaper
         if mtype == MESSAGE_EXCEPTION:
             md.response_status = ResponseStatus.ERROR
         if ":" in name:
@@ -307,7 +307,7 @@ class ThriftCodec(Codec):
         message_type = _MESSAGE_TYPES.get(begin.message_type)
         if message_type is None:
             raise CodecError(f"thrift: unknown message type {begin.message_type}")
-        md = Metadata(message_type, request_id=begin.seqid, origin=origin)
+        md = Metadata(message_type, begin.seqid, origin)
         if begin.message_type == MESSAGE_EXCEPTION:
             md.response_status = ResponseStatus.ERROR
         # Keys below are lower-case already, so they go straight into ``strings`` (what
