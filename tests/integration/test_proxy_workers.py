@@ -189,9 +189,7 @@ def test_local_rate_limit_is_one_limit_across_workers(
     assert outcomes == {"ok": tokens, "limited": CONNECTIONS - tokens}
     stats = proxy.stats()
     assert stats["meta_protocol.echo.local_rate_limit.ok"] == tokens
-    assert stats["meta_protocol.echo.local_rate_limit.rate_limited"] == (
-        CONNECTIONS - tokens
-    )
+    assert stats["meta_protocol.echo.local_rate_limit.rate_limited"] == (CONNECTIONS - tokens)
     limited = [
         _worker_stats(w)["meta_protocol.echo.local_rate_limit.rate_limited"]
         for w in _workers(proxy)
