@@ -30,6 +30,9 @@ Verdict (each failed check is a "problem"; exit status 1 if any):
 * proxy RSS grew < ``SOAK_RSS_LIMIT`` (10 %) from the end of warm-up (first minute, or
   ``SOAK_WARMUP`` s) to the end.
 
+``SOAK_WORKERS=N`` runs the proxy as ``aeraki proxy --workers N`` (its RSS and CPU are then
+the sum over the supervisor and the workers).
+
 Bounded in time (``SOAK_SECONDS``) and count (``SOAK_MAX_CALLS`` per client); every wait is
 bounded; everything listens on 127.0.0.1; processes are stopped by PID. Results are printed and
 written to the "Soak" section of ``benchmarks/RESULTS.md`` (``SOAK_RESULTS``; ``SOAK_NO_WRITE=1``
@@ -102,6 +105,8 @@ class Settings:
     call_timeout: float = 5.0
     rss_limit: float = 0.10
     max_calls: int = 2_000_000
+    #: ``aeraki proxy --workers``: RSS and CPU are then the supervisor's plus its workers'
+    workers: int = 1
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -172,6 +177,14 @@ class Mesh:
     proxy: PeerProcess
     control_admin: int
     proxy_admin: int
+    workers: int = 1
+
+    def proxy_pids(self) -> list[int]:
+        """The proxy's processes: itself, and its workers when it has several."""
+        if self.workers == 1:
+            return [self.proxy.pid]
+        listed = json.loads(_get(self.proxy_admin, "/workers"))["workers"]
+        return [self.proxy.pid, *(int(w["pid"]) for w in listed)]
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -211,7 +224,7 @@ def _start_upstreams(group: ProcessGroup) -> dict[tuple[str, str], Host]:
 
 
 @contextlib.contextmanager
-def mesh(workdir: Path) -> Iterator[Mesh]:
+def mesh(workdir: Path, workers: int = 1) -> Iterator[Mesh]:
     """Upstreams, manifests, ``aeraki control`` and ``aeraki proxy``; stopped by PID on exit."""
     root = workdir / "mesh"
     root.mkdir(parents=True)
@@ -245,15 +258,31 @@ def mesh(workdir: Path) -> Iterator[Mesh]:
         )
         bootstrap = workdir / "proxy-bootstrap.json"
         bootstrap.write_text(json.dumps(local_proxy_bootstrap(xds, admin_port=proxy_admin)))
-        proxy = group.spawn("aeraki-proxy", [AERAKI, "proxy", "-c", str(bootstrap)])
+        argv = [AERAKI, "proxy", "-c", str(bootstrap), "--workers", str(workers)]
+        proxy = group.spawn("aeraki-proxy", argv)
         poll_until(
             lambda: can_connect(LOOPBACK, thrift_port) and can_connect(LOOPBACK, dubbo_port),
             timeout=READY_TIMEOUT,
             what="aeraki proxy listeners (from xDS)",
             alive=proxy.alive,
         )
+        poll_until(  # every worker too, when there are several (their listeners came first)
+            lambda: _ready(proxy_admin),
+            timeout=READY_TIMEOUT,
+            what="aeraki proxy /ready",
+            alive=proxy.alive,
+        )
         yield Mesh(
-            root, group, hosts, thrift_port, dubbo_port, control, proxy, control_admin, proxy_admin
+            root,
+            group,
+            hosts,
+            thrift_port,
+            dubbo_port,
+            control,
+            proxy,
+            control_admin,
+            proxy_admin,
+            workers,
         )
 
 
@@ -327,8 +356,8 @@ def _cpu_seconds(pid: int) -> float:
 def run(s: Settings, workdir: Path, *, log: Callable[[str], None] = print) -> Result:
     """Start the mesh, run the load and the schedules for ``s.seconds``, judge the result."""
     result = Result(s)
-    with mesh(workdir) as m:
-        log(f"soak: mesh up (proxy pid {m.proxy.pid}); {s.seconds:.0f} s of load")
+    with mesh(workdir, s.workers) as m:
+        log(f"soak: mesh up (proxy pids {m.proxy_pids()}); {s.seconds:.0f} s of load")
         stop, quit_schedules = threading.Event(), threading.Event()
         tallies, threads = _start_clients(m, s, stop)
         schedules = [
@@ -387,7 +416,7 @@ def _sample_rss(
         if not m.proxy.alive():
             result.problems.append(f"the proxy exited (status {m.proxy.popen.poll()})")
             return
-        rss = _rss_kib(m.proxy.pid)
+        rss = sum(_rss_kib(pid) for pid in m.proxy_pids())
         result.rss_kib.append((now, rss))
         if not result.rss_warm and now >= s.warmup:
             result.rss_warm = rss
@@ -397,6 +426,13 @@ def _sample_rss(
         if tick % 60 == 59:
             calls = sum(t.calls for t in result.tallies)
             log(f"soak: {now:.0f} s, {calls:,} calls, proxy RSS {rss / 1024:.1f} MiB")
+
+
+def _ready(port: int) -> bool:
+    try:
+        return _get(port, "/ready") == "LIVE\n"
+    except OSError:  # not listening yet, or 503 (urllib's HTTPError is an OSError)
+        return False
 
 
 def _get(port: int, path: str) -> str:
@@ -409,7 +445,7 @@ def _final_readings(m: Mesh, result: Result) -> None:
         if not proc.alive():
             result.problems.append(f"{proc.name} is not running at the end: {proc.log_tail(500)}")
     if m.proxy.alive():
-        result.proxy_cpu = _cpu_seconds(m.proxy.pid)
+        result.proxy_cpu = sum(_cpu_seconds(pid) for pid in m.proxy_pids())
         with contextlib.suppress(OSError):
             for line in _get(m.proxy_admin, "/stats").splitlines():
                 name, _, value = line.partition(": ")
@@ -541,7 +577,7 @@ def report(r: Result) -> str:
         "",
         f"**{verdict}** — {r.seconds:.0f} s, {s.clients} clients, {calls:,} calls "
         f"({calls / r.seconds if r.seconds else 0:,.0f}/s); {r.route_writes} route changes "
-        f"({r.pushes} xDS pushes); {len(r.kills)} kills, back up in "
+        f"({r.pushes} xDS pushes); {_workers_text(s.workers)}{len(r.kills)} kills, back up in "
         f"{max(restarts, default=0):.1f} s at most; proxy RSS {r.rss_warm / 1024:.1f} MiB at "
         f"{s.warmup:.0f} s → {r.rss_end / 1024:.1f} MiB at the end ({r.rss_growth:+.1%}); proxy "
         f"CPU {r.proxy_cpu:.0f} s ({r.proxy_cpu / calls * 1e6 if calls else 0:.0f} µs/call).",
@@ -551,6 +587,11 @@ def report(r: Result) -> str:
         f"Error replies seen: {errors}. Proxy stats: {_stats_text(r.proxy_stats)}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _workers_text(workers: int) -> str:
+    """How the proxy ran, when not as one process (RSS and CPU then add up its processes)."""
+    return f"proxy as {workers} workers + supervisor (RSS, CPU summed); " if workers > 1 else ""
 
 
 def _error_text(tallies: list[ClientTally]) -> str:

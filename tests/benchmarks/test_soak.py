@@ -1,7 +1,7 @@
 """``make soak`` in miniature, so the harness cannot rot: 8 s of mixed Thrift + Dubbo load
 through ``aeraki control`` + ``aeraki proxy`` with routes changing every second, the Thrift v1
 host killed at 3 s and the Dubbo v1 host at 6 s, each restarted 2 s later — judged by the
-soak's own checks."""
+soak's own checks; once with the proxy as one process, once as two workers."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from benchmarks.soak_clients import ClientTally
 pytestmark = pytest.mark.integration
 
 
-def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_short_soak_passes_every_check(tmp_path: Path, workers: int) -> None:
     settings = soak.Settings(
-        seconds=8, warmup=2, clients=4, rate=1000, kill_every=3, down_seconds=2
+        seconds=8, warmup=2, clients=4, rate=1000, kill_every=3, down_seconds=2, workers=workers
     )
     result = soak.run(settings, tmp_path, log=lambda line: None)
     assert result.problems == []
@@ -36,6 +37,7 @@ def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     assert result.proxy_stats  # the proxy's admin answered at the end
     text = soak.report(result)
     assert "**PASS**" in text
+    assert ("2 workers + supervisor" in text) == (workers == 2)
     results = tmp_path / "RESULTS.md"
     write_section(results, "soak", soak.METHOD, text)
     assert "## Soak" in results.read_text()
