@@ -11,6 +11,10 @@ request (``call_soon``, a new loop tick, as a socket read would be); an upstream
 write queues the echo server's reply. ``connections`` clients run closed loops side by side
 (one request in flight each), as the load generator does.
 
+With ``--route-attachment`` the Dubbo route also matches the attachment ``env=bench``
+(``configs/aeraki-dubbo-attachment.yaml``), so every request loads its attachments, as the
+routes of Aeraki's e2e tests and of the reference's dubbo test do.
+
 What it leaves out is the same for every version of the code (syscalls, the kernel, the
 peers), so the difference between two runs is the difference in the proxy's own Python work:
 use it to compare a change against its baseline (interleaved runs, the minimum of several
@@ -18,13 +22,14 @@ repeats), not as an absolute figure. It is deterministic (fixed requests, fixed 
 bounded (``requests`` per repeat).
 
     .venv/bin/python -m benchmarks.request_path [--protocol thrift|dubbo] [--requests 20000]
-        [--repeat 7] [--connections 50] [--loop uvloop|asyncio]
+        [--repeat 7] [--connections 50] [--loop uvloop|asyncio] [--route-attachment]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +76,10 @@ PROTOCOLS: dict[str, Protocol] = {
         8,
     ),
 }
+
+
+#: Configs whose route also matches an attachment (``--route-attachment``), by protocol.
+ATTACHMENT_CONFIGS: dict[str, Path] = {"dubbo": CONFIGS / "aeraki-dubbo-attachment.yaml"}
 
 
 class _Transport:
@@ -183,10 +192,17 @@ class _Bench:
 
 
 async def measure(
-    requests: int, repeat: int, connections: int, protocol: str = "thrift"
+    requests: int,
+    repeat: int,
+    connections: int,
+    protocol: str = "thrift",
+    route_attachment: bool = False,
 ) -> list[float]:
     """µs per request of each repeat (after one warm-up run)."""
-    bench = _Bench(PROTOCOLS[protocol], connections)
+    chosen = PROTOCOLS[protocol]
+    if route_attachment:
+        chosen = dataclasses.replace(chosen, config=ATTACHMENT_CONFIGS[protocol])
+    bench = _Bench(chosen, connections)
     warmup = min(requests, 5000)
     await bench.run(warmup)
     runs = [await bench.run(requests) / requests * 1e6 for _ in range(repeat)]
@@ -201,16 +217,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument(
+        "--route-attachment",
+        action="store_true",
+        help=f"route on an attachment too ({', '.join(sorted(ATTACHMENT_CONFIGS))} only)",
+    )
     args = parser.parse_args(argv)
-    job = measure(args.requests, args.repeat, args.connections, args.protocol)
+    if args.route_attachment and args.protocol not in ATTACHMENT_CONFIGS:
+        parser.error(f"--route-attachment: no attachments in {args.protocol}")
+    job = measure(
+        args.requests, args.repeat, args.connections, args.protocol, args.route_attachment
+    )
     if args.loop == "uvloop":
         import uvloop
 
         runs = uvloop.run(job)
     else:
         runs = asyncio.run(job)
+    routed = ", route on an attachment" if args.route_attachment else ""
     print(
-        f"request path ({args.protocol} echo, {args.connections} connections, {args.loop}): "
+        f"request path ({args.protocol} echo{routed}, {args.connections} connections, "
+        f"{args.loop}): "
         f"min {min(runs):.2f} µs/request, median {sorted(runs)[len(runs) // 2]:.2f} "
         f"({args.repeat} × {args.requests} requests)"
     )

@@ -5,6 +5,7 @@ for each protocol it measures."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -28,4 +29,32 @@ def test_a_lost_response_is_reported(protocol: str) -> None:
         bench.check(31)  # one more than went through
 
     with pytest.raises(SystemExit, match="30 upstream responses for 31 requests"):
+        asyncio.run(short())
+
+
+def test_the_attachment_route_loads_and_matches_the_attachment() -> None:
+    runs = asyncio.run(
+        request_path.measure(
+            requests=300, repeat=2, connections=7, protocol="dubbo", route_attachment=True
+        )
+    )
+    assert len(runs) == 2
+
+
+def test_the_attachment_route_refuses_requests_without_the_attachment() -> None:
+    """The variant measures what it says: a request whose ``env`` differs gets no route."""
+    dubbo = request_path.PROTOCOLS["dubbo"]
+    other_env = dataclasses.replace(
+        dubbo,
+        config=request_path.ATTACHMENT_CONFIGS["dubbo"],
+        request=lambda index: dubbo.request(index).replace(b"\x05bench", b"\x05bunch"),
+    )
+    assert b"\x05bench" in dubbo.request(0)
+
+    async def short() -> None:
+        bench = request_path._Bench(other_env, connections=3)
+        await bench.run(30)
+        bench.check(30)
+
+    with pytest.raises(SystemExit, match="0 upstream responses for 30 requests, 30 local"):
         asyncio.run(short())
