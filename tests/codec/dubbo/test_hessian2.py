@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -238,3 +239,32 @@ def test_count_arguments(descriptor: str, count: int) -> None:
 def test_count_arguments_refuses_bad_descriptors(descriptor: str) -> None:
     with pytest.raises(CodecError):
         count_arguments(descriptor)
+
+
+SHORT_STRINGS = [
+    b"\x00",
+    b"\x05world",
+    b"\x1f" + b"x" * 31,
+    b"\x02\xc3\xa9\xc3\xa9",  # "éé": not ASCII, the general skip
+    b"\x01\xf0\x9f\x98\x80",  # one 4-byte character counted as one unit: refused
+    b"\x05wor",  # cut by the end of the data
+    b"\x03a\xffb",  # invalid UTF-8 byte: the scanner skips by units, as before
+]
+
+
+@pytest.mark.parametrize("data", SHORT_STRINGS)
+def test_skip_values_skips_short_strings_as_skip_string(data: bytes) -> None:
+    """The inline skip of short ASCII strings in :func:`skip_values` ends where
+    :func:`skip_string` ends and fails as it fails, alone or inside a list."""
+
+    def outcome(skip: Callable[[], int]) -> int | type[Exception]:
+        try:
+            return skip()
+        except (CodecError, IndexError) as exc:
+            return type(exc)
+
+    expected = outcome(lambda: skip_string(data, 0))
+    assert outcome(lambda: skip_values(data, 0, 1, [])) == expected
+    listed = b"\x79" + data  # a one-element untyped list around it
+    in_list = outcome(lambda: skip_values(listed, 0, 1, []))
+    assert in_list == (expected + 1 if isinstance(expected, int) else expected)

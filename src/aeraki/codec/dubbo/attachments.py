@@ -11,6 +11,13 @@ only that entry's value; keys match exactly (Dubbo attachment keys are case-sens
 Limitation: Hessian refs (``Q``) and class definitions count positions in the whole message.
 Replacing a *non-string* value that defined a class or held a container referenced by a later
 entry would shift those numbers; Dubbo writes string attachments, so this is left unhandled.
+
+Maps are cached by their bytes (:func:`read_attachments`): a consumer sends the same map with
+nearly every request (path, interface, version, timeout, its own keys), so a route, hash
+policy or rate-limit condition on an attachment would otherwise walk the same map on every
+request (~2.5 µs for five entries, against ~0.15 µs for the lookup). A parse depends only on
+the map's bytes when no class definition precedes it in the message, so only such maps are
+cached; a parse that raises is never cached (malformed maps raise every time).
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from aeraki.errors import CodecError
 __all__ = ["Attachments", "read_attachments"]
 
 _MAP_END: Final = 0x5A  # 'Z'
+#: Parsed maps kept by their bytes (see the module docstring); cleared when full.
+_CACHE_SIZE: Final = 512
+#: Longer maps are not cached (bounds the cache at ~1 MiB; such maps are rare).
+_CACHE_MAX_BYTES: Final = 2048
+_cache: dict[bytes, Attachments] = {}
+
+_Entry = tuple[str | None, int, int, int]
 
 
 class Attachments:
@@ -34,29 +48,46 @@ class Attachments:
         start: offset of the map in the frame (header included), or the frame length when the
             message has none.
         prefix: the map's opening bytes (``H``, or ``M`` plus its type), reused on rewrite.
-        entries: ``(key, key_start, value_start, value_end)`` per entry; ``key`` is ``None``
-            unless both key and value are strings.
+        entries: ``(key, key_start, value_start, value_end)`` per entry, offsets relative to
+            ``start``; ``key`` is ``None`` unless both key and value are strings.
+        strings: the string entries by lower-cased key (a later duplicate wins): the
+            routable properties. Shared by every message with the same map: read only.
     """
 
-    __slots__ = ("entries", "prefix", "start")
+    __slots__ = ("entries", "prefix", "start", "strings")
 
     def __init__(
-        self, start: int, prefix: bytes, entries: list[tuple[str | None, int, int, int]]
+        self,
+        start: int,
+        prefix: bytes,
+        entries: list[_Entry],
+        strings: dict[str, str] | None = None,
     ) -> None:
         self.start = start
         self.prefix = prefix
         self.entries = entries
+        self.strings: dict[str, str] = {} if strings is None else strings
+
+    def at(self, start: int) -> Attachments:
+        """This map as found at ``start`` of another frame (a cached parse reused)."""
+        if start == self.start:
+            return self
+        return Attachments(start, self.prefix, self.entries, self.strings)
 
     def render(self, frame: bytes, mutation: Mutation) -> bytes:
         """The map's bytes with ``mutation`` applied (§27.6): kept entries byte-exact."""
         parts = [self.prefix]
         replaced: set[str] = set()
+        base = self.start
         for key, key_start, value_start, value_end in self.entries:
             if key is not None and key in mutation:
-                parts += [frame[key_start:value_start], encode_string(mutation[key])]
+                parts += [
+                    frame[base + key_start : base + value_start],
+                    encode_string(mutation[key]),
+                ]
                 replaced.add(key)
             else:
-                parts.append(frame[key_start:value_end])
+                parts.append(frame[base + key_start : base + value_end])
         for key, value in mutation.items():
             if key not in replaced:
                 parts += [encode_string(key), encode_string(value)]
@@ -64,17 +95,31 @@ class Attachments:
         return b"".join(parts)
 
 
-def read_attachments(
-    frame: bytes, pos: int, classes: list[int], strings: dict[str, str]
-) -> Attachments:
+def read_attachments(frame: bytes, pos: int, classes: list[int]) -> Attachments:
     """The attachment map at ``pos``, which must end exactly at the end of ``frame``.
 
-    String entries are stored into ``strings`` with lower-cased keys (the routable
-    properties of ``Metadata``; a later duplicate key wins).
+    ``classes`` holds the class definitions met earlier in the message; when there are none
+    the parse is looked up in (and added to) the cache of maps by their bytes.
 
     Nothing at ``pos`` (end of frame) and a lone ``N`` (null map) mean no attachments;
     anything else than a map there is refused rather than silently dropped on rewrite.
     """
+    if classes or pos > len(frame):  # past the end: no key, the parse raises
+        return _parse_map(frame, pos, classes)
+    key = frame[pos:]
+    cached = _cache.get(key)
+    if cached is not None:
+        return cached.at(pos)
+    parsed = _parse_map(frame, pos, classes)
+    if len(key) <= _CACHE_MAX_BYTES:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        _cache[key] = parsed
+    return parsed
+
+
+def _parse_map(frame: bytes, pos: int, classes: list[int]) -> Attachments:
+    """:func:`read_attachments` without the cache."""
     size = len(frame)
     if pos == size:
         return Attachments(pos, b"H", [])
@@ -88,19 +133,21 @@ def read_attachments(
     else:
         raise CodecError(f"dubbo: expected the attachments map, found tag 0x{tag:02x}")
     tail = frame[body:]
+    strings: dict[str, str] = {}
     if tail.isascii():  # the usual map: string keys and values, ASCII text
-        entries, end = _read_ascii_entries(frame, body, tail.decode("ascii"), classes, strings)
+        entries, end = _read_ascii_entries(frame, pos, body, tail.decode("ascii"), classes, strings)
     else:
-        entries, end = _read_entries(frame, body, classes, strings)
+        entries, end = _read_entries(frame, pos, body, classes, strings)
     if end != size:
         raise CodecError(f"dubbo: {size - end} unexpected bytes after the attachments map")
-    return Attachments(pos, frame[pos:body], entries)
+    return Attachments(pos, frame[pos:body], entries, strings)
 
 
 def _read_entries(
-    frame: bytes, pos: int, classes: list[int], strings: dict[str, str]
-) -> tuple[list[tuple[str | None, int, int, int]], int]:
-    entries: list[tuple[str | None, int, int, int]] = []
+    frame: bytes, origin: int, pos: int, classes: list[int], strings: dict[str, str]
+) -> tuple[list[_Entry], int]:
+    """The entries from ``pos`` to the map's end, offsets relative to ``origin``."""
+    entries: list[_Entry] = []
     while True:
         key_start = pos
         tag = frame[pos]
@@ -125,18 +172,18 @@ def _read_entries(
             strings[key.lower()] = value
         else:
             key = None
-        entries.append((key, key_start, value_start, pos))
+        entries.append((key, key_start - origin, value_start - origin, pos - origin))
 
 
 def _read_ascii_entries(
-    frame: bytes, pos: int, text: str, classes: list[int], strings: dict[str, str]
-) -> tuple[list[tuple[str | None, int, int, int]], int]:
+    frame: bytes, origin: int, pos: int, text: str, classes: list[int], strings: dict[str, str]
+) -> tuple[list[_Entry], int]:
     """:func:`_read_entries` for a map whose bytes are all ASCII (``text`` is their decoded
     copy): a string of either short form is a slice of ``text``, with no check or decode of
     its own (about 0.1 µs less per string). A length running past the frame leaves ``pos``
     beyond it, so the next tag read raises ``IndexError``."""
     base = pos
-    entries: list[tuple[str | None, int, int, int]] = []
+    entries: list[_Entry] = []
     while True:
         key_start = pos
         tag = frame[pos]
@@ -164,7 +211,7 @@ def _read_ascii_entries(
             strings[key.lower()] = value
         else:
             key = None
-        entries.append((key, key_start, value_start, pos))
+        entries.append((key, key_start - origin, value_start - origin, pos - origin))
 
 
 def _read_text_or_skip(frame: bytes, pos: int, classes: list[int]) -> tuple[str | None, int]:

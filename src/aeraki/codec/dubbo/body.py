@@ -42,9 +42,8 @@ __all__ = ["FRAME_KEY", "DubboFrame", "count_arguments"]
 FRAME_KEY: Final = "dubbo"
 
 _RESULT_HAS_VALUE: Final = frozenset({0, 1, 3, 4})
-_Parsed = tuple[Attachments | None, dict[str, str]]
 #: What a frame without a parsable body holds: no map to rewrite, no properties.
-_NOTHING: Final[_Parsed] = (None, {})
+_NOTHING: Final = Attachments(0, b"H", [])
 
 
 class DubboFrame:
@@ -70,7 +69,7 @@ class DubboFrame:
         self.body_at = body_at
         self.result_type = result_type
         #: requests and OK responses parse their tail on first use; other frames have none.
-        self._parsed: _Parsed | None = None if body_at else _NOTHING
+        self._parsed: Attachments | None = None if body_at else _NOTHING
 
     @property
     def result_end(self) -> int:
@@ -91,17 +90,18 @@ class DubboFrame:
         Raises:
             CodecError: the arguments, value or map are malformed.
         """
-        return self._parse()[0]
+        parsed = self._parse()
+        return None if parsed is _NOTHING else parsed
 
     def load_strings(self, metadata: Metadata) -> None:
         """Add the string attachments to ``metadata.strings`` without replacing any key
         already there (:class:`~aeraki.codec.api.DeferredStrings`)."""
         strings = metadata.strings
-        for key, value in self._parse()[1].items():
+        for key, value in self._parse().strings.items():
             if key not in strings:
                 strings[key] = value
 
-    def _parse(self) -> _Parsed:
+    def _parse(self) -> Attachments:
         parsed = self._parsed
         if parsed is None:
             try:
@@ -115,16 +115,37 @@ class DubboFrame:
         return parsed
 
 
-def _parse_request_tail(frame: bytes, pos: int) -> _Parsed:
+def _parse_request_tail(frame: bytes, pos: int) -> Attachments:
     """Descriptor, arguments (skipped) and attachments of a request (§27.2 items 5-7)."""
-    descriptor, pos = read_string(frame, pos)
+    count, pos = _read_descriptor(frame, pos)
     classes: list[int] = []
-    pos = skip_values(frame, pos, count_arguments(descriptor), classes)
-    found: dict[str, str] = {}
-    return read_attachments(frame, pos, classes, found), found
+    pos = skip_values(frame, pos, count, classes)
+    return read_attachments(frame, pos, classes)
 
 
-def _parse_result_tail(frame: bytes, pos: int, result_type: int) -> _Parsed:
+def _read_descriptor(frame: bytes, pos: int) -> tuple[int, int]:
+    """The number of arguments the descriptor at ``pos`` lists, and the offset after it.
+
+    A short-form descriptor is looked up by its bytes, tag byte included (~0.1 µs against
+    ~0.3 µs to read and count it): the tag fixes the length, so a key matches only a whole
+    descriptor with those exact bytes, whose reading it is; a cut one never matches.
+    """
+    tag = frame[pos]
+    if tag < 0x20:
+        end = pos + 1 + tag
+        count = _RAW_COUNTS.get(frame[pos:end])
+        if count is not None:
+            return count, end
+    descriptor, end = read_string(frame, pos)
+    count = count_arguments(descriptor)
+    if tag < 0x20:
+        if len(_RAW_COUNTS) >= 4096:
+            _RAW_COUNTS.clear()
+        _RAW_COUNTS[frame[pos:end]] = count
+    return count, end
+
+
+def _parse_result_tail(frame: bytes, pos: int, result_type: int) -> Attachments:
     """Value or exception (skipped) and attachments of an OK response (§27.4)."""
     classes: list[int] = []
     if result_type in _RESULT_HAS_VALUE:
@@ -133,11 +154,12 @@ def _parse_result_tail(frame: bytes, pos: int, result_type: int) -> _Parsed:
         if pos != len(frame):
             raise CodecError(f"dubbo: {len(frame) - pos} unexpected bytes after the result")
         return _NOTHING
-    found: dict[str, str] = {}
-    return read_attachments(frame, pos, classes, found), found
+    return read_attachments(frame, pos, classes)
 
 
 _ARG_COUNTS: dict[str, int] = {}
+#: Argument counts by the bytes of short-form descriptors (:func:`_read_descriptor`).
+_RAW_COUNTS: dict[bytes, int] = {}
 _PRIMITIVES: Final = frozenset("VZBCDFIJS")
 
 

@@ -356,6 +356,11 @@ def skip_values(data: bytes, pos: int, count: int, classes: list[int]) -> int:
         if size:
             pos += size
             continue
+        if tag < 0x20:  # a short ASCII string, the usual argument: skipped inline (~0.25 µs)
+            end = pos + 1 + tag
+            if end <= len(data) and data[pos + 1 : end].isascii():
+                pos = end
+                continue
         pos, nested = handlers[tag](data, pos, classes)
         if nested == LEAF:
             continue
