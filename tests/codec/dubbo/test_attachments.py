@@ -1,7 +1,7 @@
 """The cache of parsed attachment maps (``attachments.read_attachments``): a map read from the
 cache is, field by field, the map the uncached parse reads from the same frame, wherever the
-map sits; maps whose parse depends on more than their bytes never use it; failures are never
-cached; the cache is bounded."""
+map sits; a map is cached the second time it is seen; maps whose parse depends on more than
+their bytes never use it; failures are never cached; the cache is bounded."""
 
 from __future__ import annotations
 
@@ -23,13 +23,27 @@ MAP = h2w.str_map({"Path": h2w.SVC, "x-user": "jason", "timeout": "3000"})
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
-    attachments._cache.clear()
+    clear()
     yield
+    clear()
+
+
+def clear() -> None:
     attachments._cache.clear()
+    attachments._seen.clear()
 
 
 def fields(found: Attachments) -> tuple[object, ...]:
-    return found.start, found.prefix, found.entries, found.strings
+    """What a parse says about the map in the frame it was read from (entries at their
+    offsets in that frame)."""
+    shift = found.start - found.origin
+    entries = [(key, ks + shift, vs + shift, ve + shift) for key, ks, vs, ve in found.entries]
+    return found.start, found.prefix, entries, found.strings
+
+
+def read_thrice(frame: bytes, pos: int, classes: list[int]) -> list[Attachments]:
+    """Seen once, seen twice (cached then), read from the cache."""
+    return [read_attachments(frame, pos, list(classes)) for _ in range(3)]
 
 
 def map_start(frame: bytes) -> tuple[int, list[int]]:
@@ -59,16 +73,14 @@ WITH_MAPS = [
 def test_a_cached_map_is_the_uncached_parse_field_by_field(frame: bytes) -> None:
     pos, classes = map_start(frame)
     expected = fields(attachments._parse_map(frame, pos, list(classes)))
-    cold = read_attachments(frame, pos, list(classes))
-    warm = read_attachments(frame, pos, list(classes))
-    assert fields(cold) == fields(warm) == expected
+    assert [fields(found) for found in read_thrice(frame, pos, classes)] == [expected] * 3
     assert bool(attachments._cache) == (not classes)  # cached only without earlier classes
 
 
 def test_a_map_met_at_another_offset_is_read_there() -> None:
     short = h2w.request(args=(h2w.string("a"),), attachments=MAP)
     long = h2w.request(args=(h2w.string("a much longer argument"),), attachments=MAP)
-    first = read_attachments(short, map_start(short)[0], [])
+    first = read_thrice(short, map_start(short)[0], [])[-1]
     pos = map_start(long)[0]
     again = read_attachments(long, pos, [])
     assert again.start == pos != first.start
@@ -82,7 +94,8 @@ def test_a_cached_map_renders_mutations_as_the_uncached_one() -> None:
         pos = map_start(frame)[0]
         mutation = {"x-user": "r", "new": "n"}
         expected = attachments._parse_map(frame, pos, []).render(frame, mutation)
-        assert read_attachments(frame, pos, []).render(frame, mutation) == expected
+        for found in read_thrice(frame, pos, []):
+            assert found.render(frame, mutation) == expected
     assert len(attachments._cache) == 1
 
 
@@ -92,17 +105,18 @@ def test_a_map_after_class_definitions_is_neither_cached_nor_looked_up() -> None
     with_class = h2w.request(descriptor="Lexample/Car;", args=(CAR_DEF + CAR,), attachments=odd_map)
     without = h2w.request(descriptor="I", args=(h2w.int_(1),), attachments=odd_map)
     pos, classes = map_start(with_class)
-    assert read_attachments(with_class, pos, classes).strings == {"k": "v"}
+    assert [found.strings for found in read_thrice(with_class, pos, classes)] == [{"k": "v"}] * 3
     assert not attachments._cache
-    with pytest.raises(CodecError, match="undefined class"):
-        read_attachments(without, map_start(without)[0], [])
+    for _ in range(3):
+        with pytest.raises(CodecError, match="undefined class"):
+            read_attachments(without, map_start(without)[0], [])
     assert not attachments._cache  # a failed parse is not cached
     assert read_attachments(with_class, pos, list(classes)).strings == {"k": "v"}
 
 
 def test_a_position_past_the_frame_never_reads_the_empty_map_from_the_cache() -> None:
     no_map = h2w.request(descriptor="", args=(), attachments=b"")
-    read_attachments(no_map, len(no_map), [])  # caches the empty tail
+    read_thrice(no_map, len(no_map), [])  # caches the empty tail
     assert b"" in attachments._cache
     cut = h2w.request(descriptor="I", args=(b"I\x00\x00",), attachments=b"")  # 4-byte int cut
     pos = map_start(cut)[0]
@@ -118,17 +132,19 @@ def test_a_position_past_the_frame_never_reads_the_empty_map_from_the_cache() ->
 def test_decoded_messages_load_the_same_strings_cold_and_warm() -> None:
     for frame in WITH_MAPS:
         side = Side.REQUEST if frame[2] & 0x80 else Side.RESPONSE
-        attachments._cache.clear()
+        clear()
         cold = DubboCodec(side).decode(frame)[0]
         cold_strings = dict(cold.load_strings())
         cold_out = DubboCodec(side).encode(cold, {"x-k": "v"})
-        warm = DubboCodec(side).decode(frame)[0]
-        assert warm.load_strings() == cold_strings
-        assert DubboCodec(side).encode(warm, {"x-k": "v"}) == cold_out
+        for _ in range(2):  # cached, then from the cache
+            warm = DubboCodec(side).decode(frame)[0]
+            assert warm.load_strings() == cold_strings
+            assert DubboCodec(side).encode(warm, {"x-k": "v"}) == cold_out
 
 
 def test_a_shared_parse_is_not_changed_by_what_is_done_to_a_message() -> None:
     frame = h2w.response(4, h2w.string("v"), OK_ATTACHMENTS)
+    DubboCodec(Side.RESPONSE).decode(frame)[0].load_strings()  # seen once
     first = DubboCodec(Side.RESPONSE).decode(frame)[0]
     first.put_string("server", "mine")
     first.load_strings()["dubbo"] = "changed"
@@ -141,10 +157,24 @@ def test_the_cache_is_bounded_in_entries_and_in_map_size(monkeypatch: pytest.Mon
     monkeypatch.setattr(attachments, "_CACHE_SIZE", 3)
     for n in range(7):
         frame = h2w.request(attachments=h2w.str_map({"n": str(n)}))
-        read_attachments(frame, map_start(frame)[0], [])
+        read_thrice(frame, map_start(frame)[0], [])
         assert 1 <= len(attachments._cache) <= 3
-    attachments._cache.clear()
+        assert 1 <= len(attachments._seen) <= 3
+    clear()
     big = h2w.str_map({"big": "x" * attachments._CACHE_MAX_BYTES})
     frame = h2w.request(attachments=big)
-    assert read_attachments(frame, map_start(frame)[0], []).strings["big"].startswith("xx")
+    for found in read_thrice(frame, map_start(frame)[0], []):
+        assert found.strings["big"].startswith("xx")
     assert not attachments._cache
+    assert not attachments._seen
+
+
+def test_maps_seen_once_stay_out_of_the_cache() -> None:
+    """Maps that never repeat (a trace id in each) are parsed, not cached; a map that
+    repeats among them is cached on its second sighting."""
+    steady = h2w.request(attachments=MAP)
+    for n in range(20):
+        traced = h2w.request(attachments=h2w.str_map({"trace": f"{n:016x}"}))
+        assert read_attachments(traced, map_start(traced)[0], []).strings == {"trace": f"{n:016x}"}
+        assert read_attachments(steady, map_start(steady)[0], []).strings["x-user"] == "jason"
+    assert list(attachments._cache) == [steady[map_start(steady)[0] :]]
