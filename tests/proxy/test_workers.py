@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -31,8 +32,10 @@ import json, os, signal, socket, sys, time
 args = sys.argv[1:]
 channel = socket.socket(fileno=int(args[args.index("--worker-channel") + 1]))
 mode, marker = args[0], args[1]
-if mode == "exit-at-start":
+index = args[args.index("--worker-index") + 1]
+if mode == "exit-at-start" or (mode == "exit-at-start-if-1" and index == "1"):
     sys.exit(3)
+open(marker + "." + index + ".pid", "w").write(str(os.getpid()))
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 channel.sendall(json.dumps({"admin_port": None, "pid": os.getpid()}).encode() + b"\\n")
@@ -119,6 +122,25 @@ async def test_a_worker_dying_at_start_fails_the_start(
     assert supervisor.stopping
     assert supervisor.store_path is not None
     assert not supervisor.store_path.exists()
+
+
+async def test_the_workers_that_started_are_stopped_when_another_cannot(
+    fake_argv: list[str], tmp_path: Path, stopper: list[Supervisor]
+) -> None:
+    supervisor = _supervisor(fake_argv, "exit-at-start-if-1", tmp_path)
+    stopper.append(supervisor)
+    with pytest.raises(WorkerStartError, match=r"worker 1 exited with status 3 before"):
+        await supervisor.start()
+    started = int((tmp_path / "marker.0.pid").read_text())
+    assert _gone(started)  # stopped and reaped by the supervisor, not left serving
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # a worker this test's supervisor started (and should have reaped)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 async def test_a_worker_dying_later_is_replaced(

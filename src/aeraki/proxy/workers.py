@@ -181,11 +181,12 @@ class Supervisor:
             started = await asyncio.gather(
                 *(self._spawn(i) for i in range(self.count)), return_exceptions=True
             )
+            handles = [r for r in started if isinstance(r, WorkerHandle)]
             failures = [r for r in started if isinstance(r, BaseException)]
-            if failures:
+            if failures:  # the ones that did start are stopped too: all or nothing
+                await self._terminate(handles)
                 raise failures[0]
-            for handle in started:
-                assert isinstance(handle, WorkerHandle)
+            for handle in handles:
                 self._adopt(handle)
             await self._start_admin()
         except BaseException:
