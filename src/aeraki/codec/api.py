@@ -24,7 +24,6 @@ answers.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -224,8 +223,10 @@ class Metadata:
         deferred = self.deferred
         if deferred is not None:
             self.deferred = None
-            with contextlib.suppress(CodecError):
+            try:  # noqa: SIM105  (contextlib.suppress is ~0.5 µs dearer, per request)
                 deferred.load_strings(self)
+            except CodecError:
+                pass  # malformed deferred bytes: those properties stay absent
         return self.strings
 
     # -- opaque values ----------------------------------------------------------------------
