@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +34,33 @@ def run_explain(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str
     return sorted(listeners, key=lambda t: t["listener"])
 
 
-async def test_a_proxy_fed_over_ads_explains_like_its_manifests(
-    tmp_path: Path, free_port: int, capsys: pytest.CaptureFixture[str]
-) -> None:
-    root = e2e_mesh(tmp_path, E2E / "metarouters" / "metarouter-traffic-splitting.yaml")
+@asynccontextmanager
+async def served_over_ads(root: Path, admin_port: int) -> AsyncIterator[str]:
+    """A control plane on the manifests in ``root`` and our proxy as its ADS client, in sync;
+    yields the proxy's admin address."""
     source = FileSource(root, interval=0.1)
     plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5)
     port = await plane.start()
-    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=free_port)))
+    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=admin_port)))
     await proxy.start()
     try:
         await asyncio.wait_for(proxy.wait_ready(), WAIT)
         await plane.wait_until(lambda: plane.in_sync(RUN_NODE_ID), WAIT)
-        admin = f"127.0.0.1:{free_port}"
+        yield f"127.0.0.1:{admin_port}"
+    finally:
+        await proxy.shutdown()
+        await plane.stop()
+
+
+async def test_a_proxy_fed_over_ads_explains_like_its_manifests(
+    tmp_path: Path, free_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = e2e_mesh(tmp_path, E2E / "metarouters" / "metarouter-traffic-splitting.yaml")
+    async with served_over_ads(root, free_port) as admin:
         for request in (["--frame", str(DUBBO_FRAME)], ["method=sayHello", "user=bob"]):
             live = await asyncio.to_thread(run_explain, capsys, "--admin", admin, *request)
             offline = run_explain(capsys, "--manifests", str(root), *request)
             assert live == offline
-    finally:
-        await proxy.shutdown()
-        await plane.stop()
     (dubbo,) = live
     assert dubbo["metadata"]["user"] == "bob"
     assert dubbo["route_source"].startswith("RDS org.apache.dubbo.samples.basic.api.demoservice")
@@ -160,15 +168,7 @@ async def test_a_live_proxy_s_rate_limits_explain_like_its_manifests(
     root = e2e_mesh(tmp_path)
     (root / "limits.yaml").write_text(limits_router(limits))
     (root / "rls.yaml").write_text(RLS_SERVICE)
-    source = FileSource(root, interval=0.1)
-    plane = ControlPlane(source, xds_port=0, quiet=0.05, max_delay=0.5)
-    port = await plane.start()
-    proxy = ProxyServer(bootstrap_from_dict(local_proxy_bootstrap(port, admin_port=free_port)))
-    await proxy.start()
-    try:
-        await asyncio.wait_for(proxy.wait_ready(), WAIT)
-        await plane.wait_until(lambda: plane.in_sync(RUN_NODE_ID), WAIT)
-        admin = f"127.0.0.1:{free_port}"
+    async with served_over_ads(root, free_port) as admin:
         for request in (["--frame", str(DUBBO_FRAME)], ["method=whoami"]):
             live = await asyncio.to_thread(run_explain, capsys, "--admin", admin, *request)
             offline = run_explain(capsys, "--manifests", str(root), *request)
@@ -176,9 +176,6 @@ async def test_a_live_proxy_s_rate_limits_explain_like_its_manifests(
             assert step["name"] == LOCAL
             assert step["effect"].endswith("; live tokens not shown")
             assert _offline_equivalent(live) == offline
-    finally:
-        await proxy.shutdown()
-        await plane.stop()
     names = [f["name"].rsplit(".", 1)[1] for f in live[0]["filters"]]
     assert names == ["local_ratelimit", "ratelimit", "router"]
     assert live[0]["filters"][0]["details"]["bucket"] == "default"  # method=whoami

@@ -23,6 +23,7 @@ from aeraki.proxy.filters.api import ROUTER_FILTER
 from aeraki.proxy.filters.local_ratelimit import bucket_for, compile_conditions, compile_limiter
 from aeraki.proxy.filters.ratelimit import compile_settings, rls_request
 from aeraki.proxy.filters.shared_buckets import DEFAULT_INDEX
+from tests.integration.test_ratelimit import RLS_CLUSTER, rls_service
 from tests.test_explain import DUBBO_FRAME, DUBBO_LISTENER, E2E, FRAMES, THRIFT_FRAME, H, e2e_mesh
 
 LOCAL = "aeraki.meta_protocol.filters.local_ratelimit"
@@ -30,21 +31,8 @@ GLOBAL = "aeraki.meta_protocol.filters.ratelimit"
 EXCHANGE = "aeraki.meta_protocol.filters.metadata_exchange"
 STATS = "aeraki.meta_protocol.filters.istio_stats"
 BOOTSTRAP = FRAMES / "filters.yaml"
-RLS_HOST = "rate-limit-server.metaprotocol.svc.cluster.local"
-RLS_CLUSTER = f"outbound|8081||{RLS_HOST}"
-
-#: The integration suite's rate limit service (tests/integration/test_ratelimit.py).
-RLS_SERVICE = f"""\
-apiVersion: networking.istio.io/v1beta1
-kind: ServiceEntry
-metadata: {{name: rate-limit-server, namespace: metaprotocol}}
-spec:
-  hosts: [{RLS_HOST}]
-  ports: [{{number: 8081, name: grpc-rls, protocol: GRPC}}]
-  resolution: STATIC
-  endpoints:
-    - {{address: 127.0.0.1, ports: {{grpc-rls: 18081}}}}
-"""
+#: The integration suite's rate limit service, on a port nothing listens on (never called).
+RLS_SERVICE = rls_service(18081)
 
 
 def limits_router(limits: str) -> str:
