@@ -52,6 +52,7 @@ from tests.integration.test_control_e2e import (
     write_services,
 )
 from tests.proxy.observe.promtext import parse
+from tests.test_explain_admin import run_explain
 
 WORKERS = 2
 CONNECTIONS = 24
@@ -142,6 +143,19 @@ def test_workers_share_the_listener_and_the_admin_sums_them(
     assert [listener["name"] for listener in dump["listeners"]] == ["thrift"]
     assert len(dump["workers"]) == WORKERS
     assert dump["bootstrap"]["admin"]["address"]["port"] == proxy.admin_port
+
+
+def test_explain_reads_a_multi_worker_proxy_like_its_bootstrap(
+    peers: ProcessGroup,
+    tmp_path: Path,
+    echo_server: ThriftServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proxy = _start(peers, _thrift_bootstrap(echo_server), tmp_path)
+    live = run_explain(capsys, "--admin", f"{LOOPBACK}:{proxy.admin_port}", "method=echo")
+    offline = run_explain(capsys, "-c", str(proxy.config_path), "method=echo")
+    assert live == offline
+    assert live[0]["route"] is not None
 
 
 def test_prometheus_scraping_the_supervisor_sees_every_worker(
