@@ -182,13 +182,22 @@ async def _workers(supervisor: Supervisor) -> Response:
     return 200, "application/json", json.dumps(body, indent=2) + "\n"
 
 
-async def _config_dump(supervisor: Supervisor) -> Response:
+async def _ask_first(supervisor: Supervisor, target: str, method: str = "GET") -> tuple[int, str]:
+    """The lowest-indexed running worker's answer (pages every worker answers alike).
+
+    Raises:
+        WorkerUnavailable: no worker is running, or it did not answer.
+    """
     handles = _admin_workers(supervisor)
     if not handles:
         raise WorkerUnavailable("no worker is running")
-    status, body = await fetch(handles[0].admin_port or 0, "/config_dump")
+    return await fetch(handles[0].admin_port or 0, target, method)
+
+
+async def _config_dump(supervisor: Supervisor) -> Response:
+    status, body = await _ask_first(supervisor, "/config_dump")
     if status != 200:
-        raise WorkerUnavailable(f"worker {handles[0].index}: /config_dump answered {status}")
+        raise WorkerUnavailable(f"/config_dump answered {status}")
     dump = json.loads(body)
     admin = supervisor.config.admin
     if admin is not None and isinstance(dump.get("bootstrap"), dict):  # not the internal port
@@ -215,10 +224,7 @@ async def _clusters_json(supervisor: Supervisor) -> Response:
 
 
 async def _logging(supervisor: Supervisor) -> Response:
-    handles = _admin_workers(supervisor)
-    if not handles:
-        raise WorkerUnavailable("no worker is running")
-    status, body = await fetch(handles[0].admin_port or 0, "/logging")
+    status, body = await _ask_first(supervisor, "/logging")
     return status, "text/plain", body
 
 
@@ -242,11 +248,8 @@ async def _post_logging(supervisor: Supervisor, query: Mapping[str, str]) -> Res
     """Apply ``POST /logging`` in every worker (and here, for the supervisor's own loggers);
     answer with the first worker's reply (a bad level or logger: its 4xx, applied nowhere)."""
     target = "/logging?" + urllib.parse.urlencode(query) if query else "/logging"
-    handles = _admin_workers(supervisor)
     try:
-        if not handles:
-            raise WorkerUnavailable("no worker is running")
-        status, body = await fetch(handles[0].admin_port or 0, target, "POST")
+        status, body = await _ask_first(supervisor, target, "POST")
         if status == 200:
             await _ask_all(supervisor, target, "POST", skip=1)
             logging_post(query)  # may not know a worker-only logger: the workers' word counts
